@@ -1,0 +1,104 @@
+"""Build throughput vs a bare forward pass through the same layers on the same tokens.
+
+Both are measured in one run, interleaved (bare, build, bare, build, ...) so that machine
+noise hits both alike; the ratio is reported as build tokens/s ÷ bare tokens/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import torch
+
+from core.build import capture as cap
+from core.build import stats
+from core.build.config import CorpusConfig, StatsConfig, default_profile
+from core.build.tokenize import contexts, read_documents, tokenize, vocab_strings
+from core.model.capture import bare_forward
+from core.model.loading import load_model
+from core.model.sites import Site
+from core.sae.formats import load_sae
+from core.sae.model import SAE, SAEConfig
+from core.store import schema
+from core.store.atlas import define_activations_view, sae_dir_name
+
+
+def _saes(sites: list[Site], atlas: Path | None, d_model: int, d_sae: int, k: int) -> dict[Site, SAE]:
+    """The default atlas's trained SAEs when built; otherwise random TopK SAEs of the same shape."""
+    out = {}
+    for s in sites:
+        folder = next(atlas.parent.glob(f"saes-*/{sae_dir_name(s.id)}"), None) if atlas else None
+        if folder is not None:
+            out[s] = load_sae(folder, "saelens")
+            continue
+        sae = SAE(SAEConfig(d_in=d_model, d_sae=d_sae, architecture="topk", k=k, hook_name=s.id))
+        with torch.no_grad():
+            sae.W_enc.normal_(0, d_model**-0.5)
+            sae.W_dec.copy_(sae.W_enc.T)
+        out[s] = sae
+    return out
+
+
+def _build_once(model, ctxs, sites, saes, tokens_df, folder: Path, batch: int) -> float:  # noqa: ANN001
+    """Capture + encode + Parquet + per-feature statistics; returns seconds."""
+    t0 = time.perf_counter()
+    acts_dir = folder / f"acts-{time.time_ns()}"
+    cap.run_capture(model, ctxs, sites, saes, {}, acts_dir, batch, 0, torch.device("cpu"))
+    con = duckdb.connect()
+    for stmt in schema.create_statements():
+        con.execute(stmt)
+    con.register("_tok", tokens_df)
+    con.execute("INSERT INTO tokens BY NAME SELECT * FROM _tok")
+    define_activations_view(con, str(acts_dir / "*" / "*.parquet"))
+    n_tok = len(tokens_df)
+    for s, sae in saes.items():
+        stats.feature_table(con, s.id, sae.d_sae, n_tok)
+        stats.histograms(con, s.id, 50)
+        stats.examples(con, s.id, StatsConfig())
+    con.close()
+    return time.perf_counter() - t0
+
+
+def _bare_once(model, ctxs, last_layer: int, batch: int) -> float:  # noqa: ANN001
+    t0 = time.perf_counter()
+    for _idx, ids, mask in cap.batches(ctxs, batch, 0):
+        bare_forward(model, ids, mask, last_layer)
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--tokens", type=int, default=16_000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--atlas", type=Path, default=Path(default_profile().out))
+    args = p.parse_args(argv)
+    prof = default_profile()
+    lm = load_model("default", device="cpu")
+    sites = [Site.parse(s.site) for s in prof.saes]
+    saes = _saes(sites, args.atlas if args.atlas.exists() else None, 576, prof.train.d_sae, prof.train.k)
+    ccfg = CorpusConfig(n_tokens=args.tokens, seed=1)
+    vocab = vocab_strings(lm.tokenizer)
+    _docs, tokens_df = tokenize(read_documents(ccfg), lm.tokenizer, ccfg, vocab)
+    ctxs = contexts(tokens_df, ccfg.ctx_len)
+    n = len(tokens_df)
+    last = max(s.layer for s in sites)
+    bare, full = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        _bare_once(lm.model, ctxs[:4], last, prof.model.batch_size)  # warm-up
+        for _ in range(args.repeats):
+            bare.append(_bare_once(lm.model, ctxs, last, prof.model.batch_size))
+            full.append(_build_once(lm.model, ctxs, sites, saes, tokens_df, Path(tmp), prof.model.batch_size))
+    tb, tf = float(np.median(bare)), float(np.median(full))
+    print(f"tokens: {n}  SAEs: {len(saes)} ({', '.join(s.id for s in sites)})  threads: {torch.get_num_threads()}")
+    print(f"bare forward to layer {last}:        {n / tb:9.0f} tok/s  (median of {args.repeats})")
+    print(f"capture+encode+parquet+statistics: {n / tf:9.0f} tok/s")
+    print(f"ratio build/bare: {tb / tf:.3f}   (target >= 0.8)")
+
+
+if __name__ == "__main__":
+    main()

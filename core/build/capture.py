@@ -124,6 +124,7 @@ def run_capture(model: torch.nn.Module, ctxs: list[Context], sites: list[Site], 
                 dense: dict[Site, np.memmap], acts_dir: Path, batch_size: int, pad_id: int,
                 device: torch.device) -> int:
     """The one forward pass. Returns the number of tokens processed in this call."""
+    acts_dir.mkdir(parents=True, exist_ok=True)
     log = ChunkLog(acts_dir / "capture_chunks.json")
     sink = SparseSink(acts_dir, [s.id for s in saes])
     offsets = token_offsets(ctxs)

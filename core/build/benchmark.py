@@ -28,7 +28,9 @@ from core.store import schema
 from core.store.atlas import define_activations_view, sae_dir_name
 
 
-def _saes(sites: list[Site], atlas: Path | None, d_model: int, d_sae: int, k: int) -> dict[Site, SAE]:
+def _saes(
+    sites: list[Site], atlas: Path | None, d_model: int, d_sae: int, k: int
+) -> dict[Site, SAE]:
     """The default atlas's trained SAEs when built; otherwise random TopK SAEs of the same shape."""
     out = {}
     for s in sites:
@@ -80,7 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     prof = default_profile()
     lm = load_model("default", device="cpu")
     sites = [Site.parse(s.site) for s in prof.saes]
-    saes = _saes(sites, args.atlas if args.atlas.exists() else None, 576, prof.train.d_sae, prof.train.k)
+    saes = _saes(
+        sites, args.atlas if args.atlas.exists() else None, 576, prof.train.d_sae, prof.train.k
+    )
     ccfg = CorpusConfig(n_tokens=args.tokens, seed=1)
     vocab = vocab_strings(lm.tokenizer)
     _docs, tokens_df = tokenize(read_documents(ccfg), lm.tokenizer, ccfg, vocab)
@@ -92,9 +96,15 @@ def main(argv: list[str] | None = None) -> None:
         _bare_once(lm.model, ctxs[:4], last, prof.model.batch_size)  # warm-up
         for _ in range(args.repeats):
             bare.append(_bare_once(lm.model, ctxs, last, prof.model.batch_size))
-            full.append(_build_once(lm.model, ctxs, sites, saes, tokens_df, Path(tmp), prof.model.batch_size))
+            full.append(
+                _build_once(
+                    lm.model, ctxs, sites, saes, tokens_df, Path(tmp), prof.model.batch_size
+                )
+            )
     tb, tf = float(np.median(bare)), float(np.median(full))
-    print(f"tokens: {n}  SAEs: {len(saes)} ({', '.join(s.id for s in sites)})  threads: {torch.get_num_threads()}")
+    print(
+        f"tokens: {n}  SAEs: {len(saes)} ({', '.join(s.id for s in sites)})  threads: {torch.get_num_threads()}"
+    )
     print(f"bare forward to layer {last}:        {n / tb:9.0f} tok/s  (median of {args.repeats})")
     print(f"capture+encode+parquet+statistics: {n / tf:9.0f} tok/s")
     print(f"ratio build/bare: {tb / tf:.3f}   (target >= 0.8)")

@@ -38,7 +38,9 @@ def token_offsets(ctxs: list[Context]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lens)[:-1]])
 
 
-def batches(ctxs: list[Context], size: int, pad_id: int) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+def batches(
+    ctxs: list[Context], size: int, pad_id: int
+) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
     """-> (context indices, input_ids (B, T), attention_mask (B, T)) right-padded."""
     for lo in range(0, len(ctxs), size):
         idx = list(range(lo, min(lo + size, len(ctxs))))
@@ -71,16 +73,26 @@ class SparseSink:
         self.acts_dir = acts_dir
         self.parts: dict[str, list[pa.Table]] = {s: [] for s in sae_ids}
 
-    def add(self, sae_id: str, doc: np.ndarray, pos: np.ndarray, feat: np.ndarray, act: np.ndarray) -> None:
+    def add(
+        self, sae_id: str, doc: np.ndarray, pos: np.ndarray, feat: np.ndarray, act: np.ndarray
+    ) -> None:
         if not len(act):
             return
         if not np.isfinite(act).all():
-            raise NonFiniteActivations(f"{sae_id}: non-finite SAE activations (NaN/inf in the input?)")
-        self.parts[sae_id].append(pa.table({
-            "sae_id": pa.array([sae_id] * len(act)).dictionary_encode(),
-            "doc_id": pa.array(doc, pa.int32()), "pos": pa.array(pos, pa.int32()),
-            "feature": pa.array(feat, pa.int32()), "act": pa.array(act, pa.float32()),
-        }))
+            raise NonFiniteActivations(
+                f"{sae_id}: non-finite SAE activations (NaN/inf in the input?)"
+            )
+        self.parts[sae_id].append(
+            pa.table(
+                {
+                    "sae_id": pa.array([sae_id] * len(act)).dictionary_encode(),
+                    "doc_id": pa.array(doc, pa.int32()),
+                    "pos": pa.array(pos, pa.int32()),
+                    "feature": pa.array(feat, pa.int32()),
+                    "act": pa.array(act, pa.float32()),
+                }
+            )
+        )
 
     def flush(self, chunk: int) -> None:
         for sae_id, tables in self.parts.items():
@@ -105,24 +117,58 @@ class ChunkLog:
         tmp.replace(self.path)
 
 
-def encode_into(sink: SparseSink, saes: dict[Site, SAE], acts: dict[Site, torch.Tensor],
-                doc: np.ndarray, pos: np.ndarray) -> None:
-    """acts[site] (N, d) for N valid tokens with (doc, pos) -> sparse rows per SAE."""
+def encode_into(
+    sink: SparseSink,
+    saes: dict[Site, SAE],
+    acts: dict[Site, torch.Tensor],
+    doc: np.ndarray,
+    pos: np.ndarray,
+    keep: np.ndarray,
+) -> None:
+    """acts[site] (N, d) for N tokens with (doc, pos) -> sparse rows per SAE, rows `keep` only."""
+    keep_t = torch.from_numpy(keep)
+    doc, pos = doc[keep], pos[keep]
     for site, sae in saes.items():
-        r, f, a = sparse_rows(sae, acts[site])
+        x = acts[site][keep_t.to(acts[site].device)]
+        r, f, a = sparse_rows(sae, x)
         sink.add(site.id, doc[r], pos[r], f, a)
 
 
-def _valid(ctxs: list[Context], idx: list[int], mask: torch.Tensor) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """Flattened valid-token mask (B*T,) and each valid token's (doc_id, pos)."""
+def _valid(
+    ctxs: list[Context], idx: list[int], mask: torch.Tensor
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
+    """Flattened valid-token mask (B*T,), each valid token's (doc_id, pos), and which tokens
+    are not the first of their context (encoded; see `context_firsts`)."""
     doc = np.concatenate([np.full(len(ctxs[i].ids), ctxs[i].doc_id, np.int32) for i in idx])
     pos = np.concatenate([ctxs[i].start + np.arange(len(ctxs[i].ids), dtype=np.int32) for i in idx])
-    return mask.reshape(-1).bool(), doc, pos
+    starts = np.concatenate([np.full(len(ctxs[i].ids), ctxs[i].start, np.int32) for i in idx])
+    return mask.reshape(-1).bool(), doc, pos, pos != starts
 
 
-def run_capture(model: torch.nn.Module, ctxs: list[Context], sites: list[Site], saes: dict[Site, SAE],
-                dense: dict[Site, np.memmap], acts_dir: Path, batch_size: int, pad_id: int,
-                device: torch.device) -> int:
+def context_firsts(ctxs: list[Context]) -> np.ndarray:
+    """(n_tokens,) True for the first token of each context, in memmap row order.
+
+    In SmolLM2 (as in most LMs) the first position is an attention sink whose residual norm
+    is ~150x the others; like BOS in SAELens/SAEDashboard it is never encoded (it fires no
+    feature) but it still counts in the density denominator.
+    """
+    n = int(sum(len(c.ids) for c in ctxs))
+    first = np.zeros(n, dtype=bool)
+    first[token_offsets(ctxs)] = True
+    return first
+
+
+def run_capture(
+    model: torch.nn.Module,
+    ctxs: list[Context],
+    sites: list[Site],
+    saes: dict[Site, SAE],
+    dense: dict[Site, np.memmap],
+    acts_dir: Path,
+    batch_size: int,
+    pad_id: int,
+    device: torch.device,
+) -> int:
     """The one forward pass. Returns the number of tokens processed in this call."""
     acts_dir.mkdir(parents=True, exist_ok=True)
     log = ChunkLog(acts_dir / "capture_chunks.json")
@@ -136,12 +182,14 @@ def run_capture(model: torch.nn.Module, ctxs: list[Context], sites: list[Site], 
         part = ctxs[lo : lo + CHUNK_CONTEXTS]
         for idx, ids, mask in batches(part, batch_size, pad_id):
             got = capture(model, ids.to(device), mask.to(device), sites)
-            valid, doc, pos = _valid(part, idx, mask)
+            valid, doc, pos, keep = _valid(part, idx, mask)
             flat = {s: got[s].reshape(-1, got[s].shape[-1])[valid.to(device)] for s in sites}
             for s, x in flat.items():
                 if not torch.isfinite(x).all():
-                    raise NonFiniteActivations(f"non-finite model activations at {s} (doc {doc[0]})")
-            encode_into(sink, saes, flat, doc, pos)
+                    raise NonFiniteActivations(
+                        f"non-finite model activations at {s} (doc {doc[0]})"
+                    )
+            encode_into(sink, saes, flat, doc, pos, keep)
             start = offsets[lo + idx[0]]
             for s, mm in dense.items():
                 mm[start : start + len(doc)] = flat[s].float().cpu().numpy().astype(mm.dtype)
@@ -153,14 +201,25 @@ def run_capture(model: torch.nn.Module, ctxs: list[Context], sites: list[Site], 
     return n_done
 
 
-def encode_dense(saes: dict[Site, SAE], dense: dict[Site, np.memmap], doc: np.ndarray, pos: np.ndarray,
-                 acts_dir: Path, device: torch.device, rows_per_chunk: int = 16384) -> None:
+def encode_dense(
+    saes: dict[Site, SAE],
+    dense: dict[Site, np.memmap],
+    doc: np.ndarray,
+    pos: np.ndarray,
+    keep: np.ndarray,
+    acts_dir: Path,
+    device: torch.device,
+    rows_per_chunk: int = 16384,
+) -> None:
     """Encode stored dense activations (after training) into the same Parquet layout."""
     sink = SparseSink(acts_dir, [s.id for s in saes])
     n = len(doc)
     for chunk, lo in enumerate(tqdm(range(0, n, rows_per_chunk), desc="encode", mininterval=2)):
         hi = min(lo + rows_per_chunk, n)
         with torch.inference_mode():
-            acts = {s: torch.from_numpy(np.asarray(dense[s][lo:hi], np.float32)).to(device) for s in saes}
-            encode_into(sink, saes, acts, doc[lo:hi], pos[lo:hi])
+            acts = {
+                s: torch.from_numpy(np.asarray(dense[s][lo:hi], np.float32)).to(device)
+                for s in saes
+            }
+            encode_into(sink, saes, acts, doc[lo:hi], pos[lo:hi], keep[lo:hi])
         sink.flush(10_000 + chunk)

@@ -6,9 +6,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.flow.config import FlowConfig
 from core.sae.train import TrainConfig
 
-STAGES = ("corpus", "capture", "train", "encode", "quality", "stats", "logits", "neighbours")
+STAGES = (
+    "corpus",
+    "capture",
+    "train",
+    "encode",
+    "quality",
+    "stats",
+    "logits",
+    "neighbours",
+    "flow",
+)
 
 
 @dataclass
@@ -61,7 +72,7 @@ class StatsConfig:
 class QualityConfig:
     eval_tokens: int = 20_000
     """Tokens for FVU / L0 / dead fraction (taken evenly across the corpus)."""
-    ce_contexts: int = 16
+    ce_contexts: int = 8
     """Contexts for the spliced next-token cross-entropy (full forward per SAE)."""
 
 
@@ -74,6 +85,7 @@ class BuildConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
     keep_dense: bool = False
     """Keep the dense captured activations after the build (large; only for re-training)."""
 

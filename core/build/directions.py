@@ -9,8 +9,9 @@ from core.sae.model import SAE
 
 
 @torch.no_grad()
-def logit_table(sae: SAE, sae_id: str, W_U: torch.Tensor, vocab: list[str], n: int,
-                chunk: int = 512) -> pd.DataFrame:
+def logit_table(
+    sae: SAE, sae_id: str, W_U: torch.Tensor, vocab: list[str], n: int, chunk: int = 512
+) -> pd.DataFrame:
     """Top-n positive and negative tokens of W_dec[f] · W_Uᵀ; W_U is (vocab, d_model)."""
     W_U = W_U.float()
     rows: list[dict[str, object]] = []
@@ -21,9 +22,17 @@ def logit_table(sae: SAE, sae_id: str, W_U: torch.Tensor, vocab: list[str], n: i
             for r in range(eff.shape[0]):
                 for rank in range(n):
                     tid = int(idx[r, rank])
-                    rows.append({"sae_id": sae_id, "feature": lo + r, "sign": sign, "rank": rank + 1,
-                                 "token_id": tid, "token_str": vocab[tid] if tid < len(vocab) else "",
-                                 "value": float(sign * vals[r, rank])})
+                    rows.append(
+                        {
+                            "sae_id": sae_id,
+                            "feature": lo + r,
+                            "sign": sign,
+                            "rank": rank + 1,
+                            "token_id": tid,
+                            "token_str": vocab[tid] if tid < len(vocab) else "",
+                            "value": float(sign * vals[r, rank]),
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -38,11 +47,15 @@ def neighbour_table(sae: SAE, sae_id: str, n: int, chunk: int = 2048) -> pd.Data
         cos[rows, lo + rows] = -2.0  # never your own neighbour
         vals, idx = cos.topk(min(n, sae.d_sae - 1), dim=-1)
         k = vals.shape[1]
-        frames.append(pd.DataFrame({
-            "sae_id": sae_id,
-            "feature": (lo + rows[:, None].expand(-1, k)).reshape(-1).numpy(),
-            "rank": torch.arange(1, k + 1).repeat(cos.shape[0]).numpy(),
-            "neighbour": idx.reshape(-1).numpy(),
-            "cosine": vals.reshape(-1).numpy(),
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "sae_id": sae_id,
+                    "feature": (lo + rows[:, None].expand(-1, k)).reshape(-1).numpy(),
+                    "rank": torch.arange(1, k + 1).repeat(cos.shape[0]).numpy(),
+                    "neighbour": idx.reshape(-1).numpy(),
+                    "cosine": vals.reshape(-1).numpy(),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)

@@ -59,15 +59,24 @@ class Timer:
 
 def _run_state(writer: AtlasWriter, cfg: BuildConfig, fresh: bool) -> tuple[str, str]:
     """(run_id, acts_dir) of the build in progress; a new run when side files must be redone."""
-    row = writer.con.execute("SELECT run_id, acts_dir FROM runs ORDER BY created DESC LIMIT 1").fetchone()
+    row = writer.con.execute(
+        "SELECT run_id, acts_dir FROM runs ORDER BY created DESC LIMIT 1"
+    ).fetchone()
     if row and not fresh:
         return row[0], row[1]
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     writer.con.execute("DELETE FROM runs")
     writer.con.execute(
         "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [run_id, datetime.now(), json.dumps(cfg.to_dict()), json.dumps(steps.versions()), "{}",
-         f"acts-{run_id}", 1],
+        [
+            run_id,
+            datetime.now(),
+            json.dumps(cfg.to_dict()),
+            json.dumps(steps.versions()),
+            "{}",
+            f"acts-{run_id}",
+            1,
+        ],
     )
     return run_id, f"acts-{run_id}"
 
@@ -88,8 +97,10 @@ def build(cfg: BuildConfig, overwrite: set[str] | None = None) -> Path:
             with timer.stage(stage):
                 detail = getattr(steps, f"stage_{stage}")(ctx)
             writer.finish_stage(stage, time.perf_counter() - t0, detail)
-        writer.con.execute("UPDATE runs SET timings = ?, config = ?",
-                           [json.dumps(timer.seconds), json.dumps(cfg.to_dict())])
+        writer.con.execute(
+            "UPDATE runs SET timings = ?, config = ?",
+            [json.dumps(timer.seconds), json.dumps(cfg.to_dict())],
+        )
         path = writer.commit()
     except BaseException:
         writer.close()  # the temporary atlas stays for resuming; the finished one is untouched
@@ -115,4 +126,3 @@ def _collect_garbage(folder: Path, keep: str, run_id: str, keep_dense: bool) -> 
         if keep_dense and side.name == f"work-{run_id}":
             continue
         shutil.rmtree(side, ignore_errors=True)
-

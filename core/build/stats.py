@@ -14,7 +14,9 @@ def _q(con: duckdb.DuckDBPyConnection, sql: str, **params: object) -> pd.DataFra
     return con.execute(sql, params).df()
 
 
-def feature_table(con: duckdb.DuckDBPyConnection, sae_id: str, d_sae: int, n_tokens: int) -> pd.DataFrame:
+def feature_table(
+    con: duckdb.DuckDBPyConnection, sae_id: str, d_sae: int, n_tokens: int
+) -> pd.DataFrame:
     return _q(con, stats_sql.FEATURES, sae=sae_id, d_sae=d_sae, n_tokens=n_tokens)
 
 
@@ -27,20 +29,34 @@ def histograms(con: duckdb.DuckDBPyConnection, sae_id: str, n_bins: int) -> pd.D
         counts[grp["bin"].to_numpy()] = grp["n"].to_numpy()
         mx = float(grp["mx"].iloc[0])
         edges = (np.arange(n_bins + 1) * mx / n_bins).astype(np.float32)
-        rows.append({"sae_id": sae_id, "feature": int(str(feature)), "edges": edges.tolist(),
-                     "counts": counts.tolist()})
+        rows.append(
+            {
+                "sae_id": sae_id,
+                "feature": int(str(feature)),
+                "edges": edges.tolist(),
+                "counts": counts.tolist(),
+            }
+        )
     return pd.DataFrame(rows, columns=["sae_id", "feature", "edges", "counts"])
 
 
 def examples(con: duckdb.DuckDBPyConnection, sae_id: str, cfg: StatsConfig) -> pd.DataFrame:
     """Top-n and interval-sampled examples with their token windows and per-token activations."""
     top = _q(con, stats_sql.TOP_EXAMPLES, sae=sae_id, n_top=cfg.n_top)
-    inter = _q(con, stats_sql.INTERVAL_EXAMPLES, sae=sae_id, n_int=cfg.n_intervals,
-               per_int=cfg.per_interval, seed=cfg.seed)
+    inter = _q(
+        con,
+        stats_sql.INTERVAL_EXAMPLES,
+        sae=sae_id,
+        n_int=cfg.n_intervals,
+        per_int=cfg.per_interval,
+        seed=cfg.seed,
+    )
     ex = pd.concat([top, inter], ignore_index=True)
     con.register("_examples", ex)
     try:
-        win = _q(con, stats_sql.EXAMPLE_WINDOWS, sae=sae_id, left=cfg.window_left, right=cfg.window_right)
+        win = _q(
+            con, stats_sql.EXAMPLE_WINDOWS, sae=sae_id, left=cfg.window_left, right=cfg.window_right
+        )
         tops = _q(con, stats_sql.TOP_TOKENS, n=5)
     finally:
         con.unregister("_examples")

@@ -18,6 +18,7 @@ from core.build import capture as cap
 from core.build import directions, stats
 from core.build.config import BuildConfig
 from core.build.tokenize import Context, contexts, read_documents, tokenize, vocab_strings
+from core.flow.stage import stage_flow
 from core.model.loading import LoadedModel, load_model
 from core.model.sites import Site, decoder_layers
 from core.sae.formats import load_sae, save_saelens
@@ -25,6 +26,8 @@ from core.sae.model import SAE
 from core.sae.quality import ce_metrics, reconstruction_metrics
 from core.sae.train import train_topk
 from core.store.atlas import AtlasWriter, define_activations_view, sae_dir_name
+
+__all__ = ["BuildContext", "stage_flow", "versions"]
 
 
 def versions() -> dict[str, str]:
@@ -53,8 +56,15 @@ class BuildContext:
     _vocab: list[str] | None = None
 
     @classmethod
-    def open(cls, cfg: BuildConfig, writer: AtlasWriter, folder: Path, run_id: str, acts_name: str,
-             timer: Any) -> BuildContext:
+    def open(
+        cls,
+        cfg: BuildConfig,
+        writer: AtlasWriter,
+        folder: Path,
+        run_id: str,
+        acts_name: str,
+        timer: Any,
+    ) -> BuildContext:
         with timer.stage("load model"):
             lm = load_model(cfg.model.spec, cfg.model.device, cfg.model.dtype)
         sites = [Site.parse(s.site) for s in cfg.saes]
@@ -85,7 +95,8 @@ class BuildContext:
     def ctxs(self) -> list[Context]:
         if self._ctxs is None:
             tokens = self.writer.con.execute(
-                "SELECT doc_id, pos, token_id FROM tokens ORDER BY doc_id, pos").df()
+                "SELECT doc_id, pos, token_id FROM tokens ORDER BY doc_id, pos"
+            ).df()
             self._ctxs = contexts(tokens, self.cfg.corpus.ctx_len)
         return self._ctxs
 
@@ -107,7 +118,7 @@ class BuildContext:
     def dense(self, site: Site, create: bool = False) -> np.memmap:
         path = self.dense_file(site)
         path.parent.mkdir(parents=True, exist_ok=True)
-        mode = "w+" if create and not path.exists() else "r+"
+        mode: Any = "w+" if create and not path.exists() else "r+"
         return np.memmap(path, dtype=np.float16, mode=mode, shape=(self.n_tokens(), self.d_model))
 
     def load_given_saes(self) -> None:
@@ -115,8 +126,9 @@ class BuildContext:
         for site in self.sites:
             spec = self.spec(site)
             if spec.path is not None:
-                self.saes[site] = load_sae(spec.path, spec.format, expected_d_in=self.d_model,
-                                           site=site.id)
+                self.saes[site] = load_sae(
+                    spec.path, spec.format, expected_d_in=self.d_model, site=site.id
+                )
             elif (self.weights_dir(site) / "cfg.json").exists():
                 self.saes[site] = load_sae(self.weights_dir(site), "saelens")
         for sae in self.saes.values():
@@ -130,9 +142,18 @@ def stage_corpus(ctx: BuildContext) -> dict[str, Any]:
     ctx.writer.replace_rows("documents", documents)
     ctx.writer.replace_rows("tokens", tokens)
     m = ctx.lm.model
-    info = pd.DataFrame([{"name": ctx.lm.name, "source": ctx.lm.source,
-                          "n_layers": len(decoder_layers(m)), "d_model": ctx.d_model,
-                          "vocab_size": int(m.config.vocab_size), "device": str(ctx.lm.device)}])
+    info = pd.DataFrame(
+        [
+            {
+                "name": ctx.lm.name,
+                "source": ctx.lm.source,
+                "n_layers": len(decoder_layers(m)),
+                "d_model": ctx.d_model,
+                "vocab_size": int(m.config.vocab_size),
+                "device": str(ctx.lm.device),
+            }
+        ]
+    )
     ctx.writer.replace_rows("model_info", info)
     ctx._ctxs = None
     return {"documents": len(documents), "tokens": len(tokens)}
@@ -142,9 +163,22 @@ def stage_capture(ctx: BuildContext) -> dict[str, Any]:
     given = {s: sae for s, sae in ctx.saes.items() if ctx.spec(s).path is not None}
     dense = {s: ctx.dense(s, create=True) for s in ctx.to_train()}
     pad = int(ctx.lm.tokenizer.pad_token_id or 0)
-    n = cap.run_capture(ctx.lm.model, ctx.ctxs, ctx.sites, given, dense, ctx.acts_dir,
-                        ctx.cfg.model.batch_size, pad, ctx.lm.device)
-    return {"tokens": n, "encoded_live": [s.id for s in given], "stored_dense": [s.id for s in dense]}
+    n = cap.run_capture(
+        ctx.lm.model,
+        ctx.ctxs,
+        ctx.sites,
+        given,
+        dense,
+        ctx.acts_dir,
+        ctx.cfg.model.batch_size,
+        pad,
+        ctx.lm.device,
+    )
+    return {
+        "tokens": n,
+        "encoded_live": [s.id for s in given],
+        "stored_dense": [s.id for s in dense],
+    }
 
 
 def _eval_rows(ctx: BuildContext) -> np.ndarray:
@@ -165,6 +199,7 @@ def _eval_contexts(ctx: BuildContext) -> list[int]:
 def stage_train(ctx: BuildContext) -> dict[str, Any]:
     held = np.zeros(ctx.n_tokens(), dtype=bool)
     held[_eval_rows(ctx)] = True
+    held |= cap.context_firsts(ctx.ctxs)  # attention sinks: never encoded, never trained on
     logs = {}
     for site in ctx.to_train():
         acts = torch.from_numpy(np.asarray(ctx.dense(site)[~held], dtype=np.float32))  # (N, d)
@@ -194,8 +229,15 @@ def stage_encode(ctx: BuildContext) -> dict[str, Any]:
         shutil.rmtree(ctx.acts_dir / sae_dir_name(s.id), ignore_errors=True)
     tok = ctx.writer.con.execute("SELECT doc_id, pos FROM tokens ORDER BY doc_id, pos").fetchnumpy()
     dense = {s: ctx.dense(s) for s in trained}
-    cap.encode_dense(trained, dense, tok["doc_id"].astype(np.int32), tok["pos"].astype(np.int32),
-                     ctx.acts_dir, ctx.lm.device)
+    cap.encode_dense(
+        trained,
+        dense,
+        tok["doc_id"].astype(np.int32),
+        tok["pos"].astype(np.int32),
+        ~cap.context_firsts(ctx.ctxs),
+        ctx.acts_dir,
+        ctx.lm.device,
+    )
     return {"encoded": [s.id for s in trained]}
 
 
@@ -213,36 +255,56 @@ def stage_quality(ctx: BuildContext) -> dict[str, Any]:
     dev = ctx.lm.device
     for _idx, ids, mask in bats:
         got = cap.capture(ctx.lm.model, ids.to(dev), mask.to(dev), ctx.sites)
+        mask = mask.clone()
+        mask[:, 0] = 0  # the attention sink is not the SAEs' business (see context_firsts)
         valid = mask.reshape(-1).bool().to(dev)
         for s in ctx.sites:
             acts[s].append(got[s].reshape(-1, ctx.d_model)[valid].float())
     ce_sub = bats[: max(1, ctx.cfg.quality.ce_contexts // ctx.cfg.model.batch_size)]
     ce_rows: dict[Site, list[dict[str, float]]] = {s: [] for s in ctx.sites}
     for _idx, ids, mask in ce_sub:
-        for s, m in ce_metrics(ctx.lm.model, ids.to(dev), mask.to(dev), ctx.saes).items():
+        for s, m in ce_metrics(ctx.lm.model, ids.to(dev), mask.to(dev), ctx.saes, start=1).items():
             ce_rows[s].append(m)
     rows = [_sae_row(ctx, s, torch.cat(acts[s]), ce_rows[s]) for s in ctx.sites]
     ctx.writer.replace_rows("saes", pd.DataFrame(rows))
     return {r["sae_id"]: {k: r[k] for k in ("fvu", "l0", "dead_frac", "ce_increase")} for r in rows}
 
 
-def _sae_row(ctx: BuildContext, site: Site, acts: torch.Tensor, ce: list[dict[str, float]]) -> dict[str, Any]:
+def _sae_row(
+    ctx: BuildContext, site: Site, acts: torch.Tensor, ce: list[dict[str, float]]
+) -> dict[str, Any]:
     sae = ctx.saes[site]
     rec = reconstruction_metrics(sae, acts, batch_size=4096)
     ce_mean = {k: float(np.mean([m[k] for m in ce])) for k in ce[0]} if ce else {}
-    base, spliced, zero = ce_mean.get("ce_base"), ce_mean.get("ce_spliced"), ce_mean.get("ce_zero_ablation")
+    base, spliced, zero = (
+        ce_mean.get("ce_base"),
+        ce_mean.get("ce_spliced"),
+        ce_mean.get("ce_zero_ablation"),
+    )
     spec = ctx.spec(site)
-    train_detail = ctx.writer.con.execute("SELECT detail FROM stages WHERE stage = 'train'").fetchone()
+    train_detail = ctx.writer.con.execute(
+        "SELECT detail FROM stages WHERE stage = 'train'"
+    ).fetchone()
     return {
-        "sae_id": site.id, "layer": site.layer, "site": site.kind,
-        "architecture": sae.cfg.architecture, "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae,
-        "k": sae.cfg.k, "source": spec.path or "trained",
+        "sae_id": site.id,
+        "layer": site.layer,
+        "site": site.kind,
+        "architecture": sae.cfg.architecture,
+        "d_in": sae.cfg.d_in,
+        "d_sae": sae.cfg.d_sae,
+        "k": sae.cfg.k,
+        "source": spec.path or "trained",
         "weights_path": str(spec.path or ctx.weights_dir(site).relative_to(ctx.folder)),
-        "fvu": rec["fvu"], "l0": rec["l0"], "dead_frac": rec["dead_frac"],
-        "ce_base": base, "ce_spliced": spliced, "ce_zero_ablation": zero,
+        "fvu": rec["fvu"],
+        "l0": rec["l0"],
+        "dead_frac": rec["dead_frac"],
+        "ce_base": base,
+        "ce_spliced": spliced,
+        "ce_zero_ablation": zero,
         "ce_increase": (spliced - base) if base is not None and spliced is not None else None,
         "frac_loss_recovered": ((zero - spliced) / (zero - base))
-        if base is not None and spliced is not None and zero is not None and zero != base else None,
+        if base is not None and spliced is not None and zero is not None and zero != base
+        else None,
         "n_tokens_eval": int(acts.shape[0]),
         "train_log": json.dumps(json.loads(train_detail[0]).get(site.id) if train_detail else None),
         "cfg": json.dumps(sae.cfg.to_dict()),

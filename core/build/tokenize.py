@@ -19,18 +19,21 @@ _CHARS_PER_TOKEN = 3.6
 def read_documents(cfg: CorpusConfig) -> list[Document]:
     if cfg.spec == "default":
         budget = int(cfg.n_tokens * _CHARS_PER_TOKEN * 1.3)
-        return default_corpus(cache_dir(), max_chars=budget, seed=cfg.seed, max_doc_chars=cfg.max_doc_chars)
+        return default_corpus(
+            cache_dir(), max_chars=budget, seed=cfg.seed, max_doc_chars=cfg.max_doc_chars
+        )
     return with_ids(load_corpus(cfg.spec))
 
 
 def vocab_strings(tok: PreTrainedTokenizerBase) -> list[str]:
     """The display string of every token id (decoded one at a time, as shown in examples)."""
     n = max(len(tok), int(getattr(tok, "vocab_size", 0) or 0))
-    return [tok.decode([i]) for i in range(n)]
+    return [str(tok.decode([i])) for i in range(n)]
 
 
-def tokenize(docs: list[Document], tok: PreTrainedTokenizerBase, cfg: CorpusConfig,
-             vocab: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def tokenize(
+    docs: list[Document], tok: PreTrainedTokenizerBase, cfg: CorpusConfig, vocab: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """-> (documents frame, tokens frame); stops once cfg.n_tokens tokens are collected."""
     texts = [d.text for d in docs]
     ids = tok(texts, add_special_tokens=False)["input_ids"]
@@ -40,14 +43,26 @@ def tokenize(docs: list[Document], tok: PreTrainedTokenizerBase, cfg: CorpusConf
             continue
         seq = seq[: cfg.n_tokens - total]
         arr = np.asarray(seq, dtype=np.int32)
-        tok_frames.append(pd.DataFrame({
-            "doc_id": np.full(len(arr), doc.doc_id, np.int32),
-            "pos": np.arange(len(arr), dtype=np.int32),
-            "token_id": arr,
-        }))
-        doc_rows.append({"doc_id": doc.doc_id, "source": doc.source, "topic": doc.topic,
-                         "language": doc.language, "licence": doc.licence, "title": doc.title,
-                         "n_tokens": len(arr)})
+        tok_frames.append(
+            pd.DataFrame(
+                {
+                    "doc_id": np.full(len(arr), doc.doc_id, np.int32),
+                    "pos": np.arange(len(arr), dtype=np.int32),
+                    "token_id": arr,
+                }
+            )
+        )
+        doc_rows.append(
+            {
+                "doc_id": doc.doc_id,
+                "source": doc.source,
+                "topic": doc.topic,
+                "language": doc.language,
+                "licence": doc.licence,
+                "title": doc.title,
+                "n_tokens": len(arr),
+            }
+        )
         total += len(arr)
         if total >= cfg.n_tokens:
             break

@@ -45,8 +45,12 @@ def _raise_stop(_out: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def bare_forward(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-                 last_layer: int) -> None:
+def bare_forward(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    last_layer: int,
+) -> None:
     """The same truncated forward with no capture: the benchmark's reference."""
     with hooked([(decoder_layers(model)[last_layer], _raise_stop)]):
         try:

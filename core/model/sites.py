@@ -72,7 +72,9 @@ def site_module(model: torch.nn.Module, site: Site) -> torch.nn.Module:
     """The module whose output is the site's activation."""
     layers = decoder_layers(model)
     if not 0 <= site.layer < len(layers):
-        raise SiteError(f"site {site}: layer {site.layer} out of range (model has {len(layers)} layers)")
+        raise SiteError(
+            f"site {site}: layer {site.layer} out of range (model has {len(layers)} layers)"
+        )
     block = layers[site.layer]
     if site.kind == "resid_post":
         return block

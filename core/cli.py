@@ -14,17 +14,35 @@ from core.paths import REPO_ROOT, default_atlas_path
 def _build_parser(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("build", help="build an atlas (default: the offline SmolLM2 profile)")
     b.add_argument("--profile", choices=["default", "tiny"], default="default")
-    b.add_argument("--out", type=Path, default=None, help="atlas file (default data/atlases/default/atlas.duckdb)")
+    b.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="atlas file (default data/atlases/default/atlas.duckdb)",
+    )
     b.add_argument("--model", default=None, help="'default', a folder, a .gguf file or a hub id")
-    b.add_argument("--corpus", default=None, help="'default', txt/jsonl/parquet file or folder, hf:<name>")
-    b.add_argument("--tokens", type=int, default=None, help="corpus tokens to run through the model")
-    b.add_argument("--sae", action="append", default=[], metavar="SITE[=PATH]",
-                   help="an SAE site, e.g. L12/resid_post=path/to/sae (no PATH: train one); repeatable")
-    b.add_argument("--sae-format", default=None, help="saelens | sparsify | gemmascope | llamascope")
+    b.add_argument(
+        "--corpus", default=None, help="'default', txt/jsonl/parquet file or folder, hf:<name>"
+    )
+    b.add_argument(
+        "--tokens", type=int, default=None, help="corpus tokens to run through the model"
+    )
+    b.add_argument(
+        "--sae",
+        action="append",
+        default=[],
+        metavar="SITE[=PATH]",
+        help="an SAE site, e.g. L12/resid_post=path/to/sae (no PATH: train one); repeatable",
+    )
+    b.add_argument(
+        "--sae-format", default=None, help="saelens | sparsify | gemmascope | llamascope"
+    )
     b.add_argument("--d-sae", type=int, default=None, help="latents of trained SAEs")
     b.add_argument("--k", type=int, default=None, help="k of trained TopK SAEs")
     b.add_argument("--device", default=None, help="auto | cpu | cuda | mps")
-    b.add_argument("--overwrite", default="", help="comma-separated stages to re-run (and all after)")
+    b.add_argument(
+        "--overwrite", default="", help="comma-separated stages to re-run (and all after)"
+    )
 
 
 def _config(args: argparse.Namespace):  # noqa: ANN202
@@ -71,8 +89,17 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_app(args: argparse.Namespace) -> int:
     env = dict(os.environ, SAE_ATLAS_PATH=str(args.atlas or default_atlas_path()))
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app" / "main.py"),
-           "--server.port", str(args.port), "--server.headless", "true"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO_ROOT / "app" / "main.py"),
+        "--server.port",
+        str(args.port),
+        "--server.headless",
+        "true",
+    ]
     return subprocess.call(cmd, env=env, cwd=REPO_ROOT)
 
 

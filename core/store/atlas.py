@@ -51,7 +51,9 @@ class Atlas:
             raise AtlasError(f"no atlas at {self.path}; build one with `sae-atlas build`")
         self._con = duckdb.connect(str(self.path), read_only=True)
         self._lock = threading.Lock()
-        row = self._con.execute("SELECT acts_dir FROM runs ORDER BY created DESC LIMIT 1").fetchone()
+        row = self._con.execute(
+            "SELECT acts_dir FROM runs ORDER BY created DESC LIMIT 1"
+        ).fetchone()
         self.acts_glob = _acts_glob(self.path, row[0] if row else None)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -69,8 +71,10 @@ def define_activations_view(con: duckdb.DuckDBPyConnection, acts_glob: str | Non
     if acts_glob:
         src = f"read_parquet('{acts_glob}')"
     else:  # an atlas without side files still answers with an empty view
-        src = ("(SELECT NULL::VARCHAR sae_id, NULL::INTEGER doc_id, NULL::INTEGER pos, "
-               "NULL::INTEGER feature, NULL::REAL act WHERE false)")
+        src = (
+            "(SELECT NULL::VARCHAR sae_id, NULL::INTEGER doc_id, NULL::INTEGER pos, "
+            "NULL::INTEGER feature, NULL::REAL act WHERE false)"
+        )
     con.execute(f"CREATE OR REPLACE TEMP VIEW activations AS SELECT * FROM {src}")
 
 
@@ -97,7 +101,9 @@ class AtlasWriter:
         row = self.con.execute("SELECT 1 FROM stages WHERE stage = ?", [stage]).fetchone()
         return row is not None
 
-    def finish_stage(self, stage: str, seconds: float, detail: dict[str, Any] | None = None) -> None:
+    def finish_stage(
+        self, stage: str, seconds: float, detail: dict[str, Any] | None = None
+    ) -> None:
         import json
 
         self.con.execute(
@@ -106,7 +112,9 @@ class AtlasWriter:
         )
         self.con.execute("CHECKPOINT")
 
-    def replace_rows(self, table: str, df: Any, where: str = "", params: list[Any] | None = None) -> None:
+    def replace_rows(
+        self, table: str, df: Any, where: str = "", params: list[Any] | None = None
+    ) -> None:
         """Idempotent bulk write: delete this stage's earlier rows, insert the frame by name."""
         self.con.execute(f"DELETE FROM {table} {('WHERE ' + where) if where else ''}", params or [])
         self.con.register("_frame", df)

@@ -17,8 +17,11 @@ def lm() -> LoadedModel:
 
 
 def _ids(lm: LoadedModel) -> torch.Tensor:
-    return lm.tokenizer(["The Eiffel Tower is in Paris.", "def f(x):\n    return x"],
-                        return_tensors="pt", padding=True)["input_ids"]
+    return lm.tokenizer(
+        ["The Eiffel Tower is in Paris.", "def f(x):\n    return x"],
+        return_tensors="pt",
+        padding=True,
+    )["input_ids"]
 
 
 def test_default_model_shape(lm: LoadedModel) -> None:

@@ -1,0 +1,1 @@
+"""SAE Atlas Streamlit app (entry script: main.py)."""

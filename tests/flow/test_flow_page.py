@@ -1,0 +1,94 @@
+"""The Flow page renders a planted chain, its actions and the layer summaries (AppTest, no browser)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from core.flow.config import FlowConfig
+from core.flow.stage import compute_flow
+from core.model.sites import Site
+from core.store import schema
+
+MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+SITES = [Site(0, "resid_post"), Site(1, "resid_post"), Site(2, "resid_post"), Site(2, "mlp_out")]
+
+
+def _atlas(path: Path, q: torch.Tensor) -> None:
+    """Planted chain L0 #3 -> L1 #3 -> L2 #3 (same direction); every other row its own direction."""
+    dec = {s: q[8 * i : 8 * i + 8].clone() for i, s in enumerate(SITES)}  # (8, 64) each
+    for s in SITES[1:3]:
+        dec[s][3] = dec[SITES[0]][3]
+    con = duckdb.connect(str(path))
+    for stmt in schema.create_statements():
+        con.execute(stmt)
+    con.execute(
+        "INSERT INTO runs (run_id, created, schema_version) VALUES ('t', ?, 1)", [datetime.now()]
+    )
+    feats = []
+    for s in SITES:
+        con.execute(
+            "INSERT INTO saes (sae_id, layer, site, d_in, d_sae) VALUES (?, ?, ?, 64, 8)",
+            [s.id, s.layer, s.kind],
+        )
+        feats.append(
+            pd.DataFrame(
+                {
+                    "sae_id": s.id,
+                    "feature": np.arange(8, dtype=np.int32),
+                    "n_fire": 5,
+                    "density": 0.01,
+                    "max_act": np.float32(2.0),
+                    "mean_act": np.float32(1.0),
+                    "top_tokens": [["tok", "en"]] * 8,
+                }
+            )
+        )
+    tables = {"features": pd.concat(feats), **compute_flow(dec, FlowConfig(top_k=2))}
+    for name, df in tables.items():
+        con.register("_f", df)
+        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _f")
+        con.unregister("_f")
+    con.close()
+
+
+@pytest.fixture
+def app(
+    tmp_path: Path, basis: Callable[[int], torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> AppTest:
+    _atlas(tmp_path / "atlas.duckdb", basis(64))
+    monkeypatch.setenv("SAE_ATLAS_PATH", str(tmp_path / "atlas.duckdb"))
+    monkeypatch.setenv("SAE_ATLAS_WORKSPACE", str(tmp_path / "ws.duckdb"))
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.run()
+    at.switch_page("app_pages/flow.py")
+    return at
+
+
+def test_page_shows_chain_and_steer_link(app: AppTest) -> None:
+    app.query_params.update({"sae": "L1/resid_post", "feature": "3"})
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    nodes = app.dataframe[0].value
+    chain = nodes[nodes["role"].isin(["chain", "seed"])]
+    assert chain["sae_id"].tolist() == ["L0/resid_post", "L1/resid_post", "L2/resid_post"]
+    assert (chain["feature"] == 3).all()
+    text = " ".join(str(m.value) for m in app.markdown) + str(app.get("page_link"))
+    assert "L0%2Fresid_post%3A3%2CL1%2Fresid_post%3A3%2CL2%2Fresid_post%3A3" in text
+    assert any("per layer" in str(m.value) for m in app.markdown)
+
+
+def test_page_without_feature_and_with_bad_one(app: AppTest) -> None:
+    app.run()
+    assert not app.exception and any("Pick a feature" in c.value for c in app.caption)
+    app.query_params.update({"sae": "L9/resid_post", "feature": "1"})
+    app.run()
+    assert not app.exception and "Unknown SAE" in app.error[0].value

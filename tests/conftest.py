@@ -23,7 +23,14 @@ def _seed() -> None:
 
 @pytest.fixture(scope="session")
 def tiny_atlas(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real atlas: the default model, the tiny profile (4 SAEs trained on ~6k corpus tokens)."""
+    """A real atlas: the default model, the tiny profile (4 SAEs trained on ~6k corpus tokens).
+
+    SAE_ATLAS_TEST_ATLAS may name an atlas already built with the tiny profile (for quick local
+    re-runs); CI never sets it and builds afresh.
+    """
+    reuse = os.environ.get("SAE_ATLAS_TEST_ATLAS")
+    if reuse:
+        return Path(reuse)
     from core.build.config import tiny_profile
     from core.build.pipeline import build
 

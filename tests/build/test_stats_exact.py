@@ -27,18 +27,17 @@ def brute(tiny_atlas: Path) -> dict:
     con.close()
     lm = load_model("default", device="cpu")
     ctxs = contexts(tokens, tiny_profile("x").corpus.ctx_len)
-    out: dict[str, np.ndarray] = {}
-    for sae_id, wpath in saes:
-        sae = load_sae(tiny_atlas.parent / wpath, "saelens")
-        site = Site.parse(sae_id)
-        rows = []
-        for c in ctxs:  # one context at a time: no padding anywhere
-            ids = torch.from_numpy(c.ids.astype(np.int64))[None]
-            x = capture(lm.model, ids, None, [site])[site][0]
-            a = sae.encode(x).detach().numpy()
+    saes_by_site = {Site.parse(i): load_sae(tiny_atlas.parent / w, "saelens") for i, w in saes}
+    rows: dict[Site, list[np.ndarray]] = {s: [] for s in saes_by_site}
+    for c in ctxs:  # one context at a time: no padding anywhere
+        ids = torch.from_numpy(c.ids.astype(np.int64))[None]
+        got = capture(lm.model, ids, None, list(saes_by_site))
+        for site, sae in saes_by_site.items():
+            a = sae.encode(got[site][0]).detach().numpy()
             a[0] = 0  # the context's first token (attention sink) is never encoded
-            rows.append(a)
-        out[sae_id] = np.concatenate(rows)  # (n_tokens, d_sae) in (doc, pos) order
+            rows[site].append(a)
+    # (n_tokens, d_sae) per SAE, in (doc, pos) order
+    out = {site.id: np.concatenate(r) for site, r in rows.items()}
     return {"acts": out, "tokens": tokens}
 
 
@@ -100,7 +99,8 @@ def test_histograms_match(tiny_atlas: Path, brute: dict) -> None:
             assert counts.sum() == pytest.approx(len(nz), abs=2)
             edges = np.asarray(row.edges, dtype=np.float64)
             expect, _ = np.histogram(nz, bins=50, range=(0.0, edges[-1]))
-            assert np.abs(expect - counts).sum() <= 4
+            # float rounding (batched vs single forward) may move a value across a bin edge
+            assert np.abs(np.cumsum(expect) - np.cumsum(counts)).max() <= 2
 
 
 def _stored(tiny_atlas: Path) -> tuple[duckdb.DuckDBPyConnection, pd.DataFrame]:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from core.explain.cli import add_explain_parser, cmd_explain
 from core.paths import REPO_ROOT, default_atlas_path
 
 
@@ -107,11 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sae-atlas", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     _build_parser(sub)
+    add_explain_parser(sub)
     a = sub.add_parser("app", help="serve the Streamlit app over an atlas")
     a.add_argument("--atlas", type=Path, default=None)
     a.add_argument("--port", type=int, default=8501)
     args = parser.parse_args(argv)
-    handlers = {"build": cmd_build, "app": cmd_app}
+    handlers = {"build": cmd_build, "app": cmd_app, "explain": cmd_explain}
     return handlers[args.cmd](args)
 
 

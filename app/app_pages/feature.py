@@ -77,12 +77,16 @@ def stats(row: dict[str, Any]) -> None:
     c[1].metric("Fires on", f"{row['n_fire']:,} tokens")
     c[2].metric("Max activation", f"{row['max_act']:.3f}")
     c[3].metric("Mean activation", f"{row['mean_act']:.3f}", help="over the tokens it fires on")
-    if row.get("top_tokens"):
-        st.html(render.token_chips(row["top_tokens"]))
+    tokens = _as_list(row.get("top_tokens"))
+    if tokens:
+        st.html(render.token_chips(tokens))
 
 
 def examples_section(ex: pd.DataFrame, max_act: float) -> None:
     top, inter = ex[ex["kind"] == "top"], ex[ex["kind"] == "interval"]
+    if not len(top):
+        st.info("This feature never fires on the corpus: no examples (a dead feature).")
+        return
     st.markdown(f"#### Top {len(top)} activations")
     st.html(render.example_list(_windows(top), max_act))
     if len(inter):
@@ -175,7 +179,7 @@ def neighbours_section(nb: pd.DataFrame, sae_id: str) -> None:
 
 def _as_list(value: Any) -> list[str]:
     """A list cell from DuckDB (list / numpy array), or [] where it is NULL."""
-    if value is None or isinstance(value, float):
+    if value is None or isinstance(value, float) or value is pd.NA:
         return []
     return [str(v) for v in value]
 

@@ -20,7 +20,9 @@ STAT_NAMES = {
 }
 LOBE_COLUMNS = {
     "top_tokens": st.column_config.ListColumn("top tokens", width="large"),
-    "hubs": st.column_config.TextColumn("hub features (highest mean phi inside the lobe)", width="large"),
+    "hubs": st.column_config.TextColumn(
+        "hub features (highest mean phi inside the lobe)", width="large"
+    ),
     "n_windows_won": st.column_config.NumberColumn("windows won"),
 }
 
@@ -115,7 +117,9 @@ def function_section(key: str, sae_id: str, k: int) -> None:
     st.plotly_chart(fig, width="stretch")
     with st.expander("Table"):
         table = counts.rename(columns=lambda c: f"lobe {c}").reset_index()
-        st.dataframe(table.rename(columns={"value": FACETS[facet]}), hide_index=True, width="stretch")
+        st.dataframe(
+            table.rename(columns={"value": FACETS[facet]}), hide_index=True, width="stretch"
+        )
 
 
 def spatial_section(metrics: pd.DataFrame, sae_id: str) -> None:
@@ -185,7 +189,9 @@ def main() -> None:
     st.title("Lobes")
     ok, saes, ks = overview(key)
     if not ok:
-        st.info("This atlas has no geometry yet. Add it with `sae-atlas build --overwrite geometry`.")
+        st.info(
+            "This atlas has no geometry yet. Add it with `sae-atlas build --overwrite geometry`."
+        )
         return
     c = st.columns([3, 1])
     ids = saes["sae_id"].tolist()

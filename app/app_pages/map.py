@@ -37,10 +37,14 @@ def overview(key: str) -> tuple[bool, pd.DataFrame, list[int]]:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def points(key: str, sae_ids: tuple[str, ...], joint: bool, k: int, limit: int) -> tuple[pd.DataFrame, int]:
+def points(
+    key: str, sae_ids: tuple[str, ...], joint: bool, k: int, limit: int
+) -> tuple[pd.DataFrame, int]:
     with state.cursor(key) as cur:
         total = gsql.map_count(cur, list(sae_ids), joint)
-        return gsql.map_points(cur, list(sae_ids), joint, k, limit), total
+        df = gsql.map_points(cur, list(sae_ids), joint, k, limit)
+    df["hover"] = hover_text(df)  # built once per query, not on every rerun
+    return df, total
 
 
 # ---- figure ------------------------------------------------------------------------------------
@@ -61,7 +65,7 @@ def hover_text(df: pd.DataFrame) -> list[str]:
 
 def _trace(df: pd.DataFrame, name: str, size: float, **marker: Any) -> go.Scattergl:
     return go.Scattergl(
-        x=df["x"], y=df["y"], mode="markers", name=name, hovertext=hover_text(df),
+        x=df["x"], y=df["y"], mode="markers", name=name, hovertext=df["hover"],
         hoverinfo="text", customdata=np.stack([df["sae_id"], df["feature"]], axis=1),
         marker={"size": size, **marker},
     )  # fmt: skip
@@ -124,7 +128,9 @@ def controls(saes: pd.DataFrame, ks: list[int]) -> tuple[tuple[str, ...], bool, 
         ids = c[1].multiselect("SAEs", joint_ids, default=joint_ids, key="map-joint-saes")
     else:
         ids = [c[1].selectbox("SAE", saes["sae_id"].tolist(), key="map-sae")]
-    colour = c[2].radio("Colour by", ["lobe", "layer", "density"], horizontal=True, key="map-colour")
+    colour = c[2].radio(
+        "Colour by", ["lobe", "layer", "density"], horizontal=True, key="map-colour"
+    )
     k = c[3].selectbox("Lobes", ks, index=ks.index(8) if 8 in ks else len(ks) // 2, key="map-k")
     limit = c[4].select_slider(
         "Points drawn at most", [10_000, 20_000, DEFAULT_POINTS, 100_000, MAX_POINTS],
@@ -138,7 +144,9 @@ def main() -> None:
     st.title("Feature map")
     ok, saes, ks = overview(key)
     if not ok:
-        st.info("This atlas has no geometry yet. Add it with `sae-atlas build --overwrite geometry`.")
+        st.info(
+            "This atlas has no geometry yet. Add it with `sae-atlas build --overwrite geometry`."
+        )
         return
     ids, joint, colour, k, limit = controls(saes, ks)
     if not ids:

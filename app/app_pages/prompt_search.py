@@ -45,6 +45,7 @@ def token_grid(toks: pd.DataFrame, tokens: list[str], sae_id: str) -> int | None
             hovertext=hover,
             hoverinfo="text",
             customdata=pos,
+            textfont={"size": 11, "color": "#111827"},
             marker={
                 "symbol": "square",
                 "size": 38,

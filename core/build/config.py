@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.explain.config import ExplainConfig
 from core.flow.config import FlowConfig
 from core.sae.train import TrainConfig
 
@@ -85,6 +86,7 @@ class BuildConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     keep_dense: bool = False
     """Keep the dense captured activations after the build (large; only for re-training)."""

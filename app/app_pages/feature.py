@@ -7,6 +7,7 @@ add to set. Bad or unknown URL parameters get a message and a picker, never a tr
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import pandas as pd
@@ -15,6 +16,7 @@ import streamlit as st
 
 from app import data, state, widgets
 from core import render
+from core.store import flow_sql, queries
 
 SCORE_PREFIXES = ("score", "detection", "fuzzing")
 
@@ -177,6 +179,32 @@ def neighbours_section(nb: pd.DataFrame, sae_id: str) -> None:
         c[1].html(render.token_chips(_as_list(r.top_tokens)[:4]))
 
 
+def flow_section(key: str, sae_id: str, feature: int) -> None:
+    """Class, best predecessor per kind and best successor; links to Flow and Steering."""
+    st.markdown("#### Flow across layers")
+    with state.cursor(key) as cur:
+        if not queries.has_table(cur, "flow_edges"):
+            st.caption("This atlas has no flow stage.")
+            return
+        cls = flow_sql.feature_class(cur, sae_id, feature)
+        pred = flow_sql.predecessors(cur, sae_id, feature)
+        succ = flow_sql.successors(cur, sae_id, feature)
+    if not cls.empty and cls["flow_class"].iloc[0] is not None:
+        st.markdown(f"class: **{html.escape(str(cls['flow_class'].iloc[0]))}**")
+    for title, df, side in (("from", pred, "src"), ("to", succ, "dst")):
+        for r in df[df["rank"] == 1].itertuples():
+            other_sae, other = getattr(r, f"{side}_sae"), int(getattr(r, f"{side}_feature"))
+            st.page_link(
+                widgets.FEATURE_PAGE,
+                label=f"{title} {other_sae} · {other} ({r.kind}, cos {r.cosine:.2f})",
+                query_params=widgets.feature_params(other_sae, other),
+            )
+    c = st.columns(2)
+    params = widgets.feature_params(sae_id, feature)
+    c[0].page_link("app_pages/flow.py", label="Open in Flow", query_params=params)
+    c[1].page_link("app_pages/steering.py", label="Steer with this", query_params=params)
+
+
 def _as_list(value: Any) -> list[str]:
     """A list cell from DuckDB (list / numpy array), or [] where it is NULL."""
     if value is None or isinstance(value, float) or value is pd.NA:
@@ -226,6 +254,7 @@ def feature_view(key: str, sae_id: str, feature: int) -> None:
         histogram_chart(page["histogram"])
         logits_section(page["logits"])
         neighbours_section(page["neighbours"], sae_id)
+        flow_section(key, sae_id, feature)
         st.markdown("#### Add to a feature set")
         ws = state.workspace()
         inside = ws.sets_containing(sae_id, feature)

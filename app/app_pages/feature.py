@@ -16,7 +16,7 @@ import streamlit as st
 
 from app import data, state, widgets
 from core import render
-from core.store import flow_sql, queries
+from core.store import flow_sql, geometry_sql, queries
 
 SCORE_PREFIXES = ("score", "detection", "fuzzing")
 
@@ -179,6 +179,24 @@ def neighbours_section(nb: pd.DataFrame, sae_id: str) -> None:
         c[1].html(render.token_chips(_as_list(r.top_tokens)[:4]))
 
 
+def cooccurring_section(key: str, sae_id: str, feature: int) -> None:
+    st.markdown("#### Co-occurring features")
+    st.caption("fire in the same token windows (phi coefficient)")
+    with state.cursor(key) as cur:
+        co = geometry_sql.cooccurring(cur, sae_id, feature)
+    if co.empty:
+        st.caption("No co-occurrence data for this feature.")
+        return
+    for r in co.head(8).itertuples():
+        c = st.columns([2, 3], vertical_alignment="center")
+        c[0].page_link(
+            widgets.FEATURE_PAGE,
+            label=f"feature {r.other} · phi {r.phi:.2f}",
+            query_params=widgets.feature_params(sae_id, int(r.other)),
+        )
+        c[1].html(render.token_chips(_as_list(r.top_tokens)[:4]))
+
+
 def flow_section(key: str, sae_id: str, feature: int) -> None:
     """Class, best predecessor per kind and best successor; links to Flow and Steering."""
     st.markdown("#### Flow across layers")
@@ -254,6 +272,7 @@ def feature_view(key: str, sae_id: str, feature: int) -> None:
         histogram_chart(page["histogram"])
         logits_section(page["logits"])
         neighbours_section(page["neighbours"], sae_id)
+        cooccurring_section(key, sae_id, feature)
         flow_section(key, sae_id, feature)
         st.markdown("#### Add to a feature set")
         ws = state.workspace()

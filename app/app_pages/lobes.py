@@ -26,6 +26,13 @@ LOBE_COLUMNS = {
     "n_windows_won": st.column_config.NumberColumn("windows won"),
 }
 
+NUM = {
+    c: st.column_config.NumberColumn(c, format=f)
+    for c, f in (("value", "%.3f"), ("baseline", "%.3f"), ("baseline sd", "%.3f"), ("z", "%.1f"),
+                 ("chance", "%.3f"), ("slope", "%.3f"), ("Gaussian slope", "%.3f"),
+                 ("clustering entropy (nats)", "%.2f"))
+}  # fmt: skip
+
 
 # ---- cached reads ------------------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -134,7 +141,7 @@ def spatial_section(metrics: pd.DataFrame, sae_id: str) -> None:
          "chance": json.loads(r.detail).get("chance")}
         for r in m.itertuples(index=False)
     ]  # fmt: skip
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config=NUM)
     st.caption(
         "Geometric clusters: spectral clustering of decoder directions on angular similarity "
         "1 − arccos(cos)/π. Lobes: spectral clustering of window co-occurrence (phi + 1). "
@@ -154,7 +161,7 @@ def spectrum_section(metrics: pd.DataFrame, spectra: pd.DataFrame) -> None:
             "Gaussian slope": r.baseline_mean, "ranks": f"{d['rank_lo']}–{d['rank_hi']}",
             "clustering entropy (nats)": ent["value"].get(r.sae_id),
         })  # fmt: skip
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config=NUM)
     st.caption(
         "Power law λ ∝ rank^slope of the decoder-row covariance eigenvalues (steeper = less "
         "isotropic; the paper finds the steepest in middle layers). Clustering entropy: kNN "

@@ -8,6 +8,7 @@ from typing import Any
 
 from core.explain.config import ExplainConfig
 from core.flow.config import FlowConfig
+from core.geometry.config import GeometryConfig
 from core.sae.train import TrainConfig
 
 STAGES = (
@@ -87,6 +88,7 @@ class BuildConfig:
     stats: StatsConfig = field(default_factory=StatsConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
+    geometry: GeometryConfig = field(default_factory=GeometryConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     keep_dense: bool = False
     """Keep the dense captured activations after the build (large; only for re-training)."""
@@ -113,4 +115,6 @@ def tiny_profile(out: str) -> BuildConfig:
     cfg.train = TrainConfig(d_sae=256, k=16, epochs=3.0)
     cfg.quality = QualityConfig(eval_tokens=2000, ce_contexts=4)
     cfg.stats = StatsConfig(n_top=5, per_interval=2)
+    # 6k tokens at the default T = 64 would give only ~90 windows
+    cfg.geometry = GeometryConfig(window=16, min_window_tokens=8, umap_epochs=50)
     return cfg

@@ -20,6 +20,7 @@ from core.build.config import BuildConfig
 from core.build.tokenize import Context, contexts, read_documents, tokenize, vocab_strings
 from core.explain.stage import stage_explain
 from core.flow.stage import stage_flow
+from core.geometry.stage import stage_geometry
 from core.model.loading import LoadedModel, load_model
 from core.model.sites import Site, decoder_layers
 from core.sae.formats import load_sae, save_saelens
@@ -28,7 +29,7 @@ from core.sae.quality import ce_metrics, reconstruction_metrics
 from core.sae.train import train_topk
 from core.store.atlas import AtlasWriter, define_activations_view, sae_dir_name
 
-__all__ = ["BuildContext", "stage_explain", "stage_flow", "versions"]
+__all__ = ["BuildContext", "stage_explain", "stage_flow", "stage_geometry", "versions"]
 
 
 def versions() -> dict[str, str]:

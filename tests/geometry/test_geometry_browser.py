@@ -1,0 +1,149 @@
+"""The real `streamlit run` server in headless Chromium: lasso features on the Map, add them to a
+new set, then open the Lobes page. Screenshots go to tests/artifacts/ (git-ignored)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.geometry.config import GeometryConfig
+from core.geometry.stage import compute_geometry
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--enable-unsafe-swiftshader"]  # fmt: skip
+SAES = ("L1/resid_post", "L2/resid_post")
+
+
+def _atlas(path: Path, make_atlas: Any) -> None:
+    syn = make_atlas(saes=SAES, n_docs=60, path=str(path))
+    cfg = GeometryConfig(window=16, min_window_tokens=8, lobe_ks=(2, 4), default_k=4,
+                         stats_ks=(4,), n_permutations=20, umap_epochs=30, entropy_dims=20,
+                         spectrum_ranks=(3, 30))  # fmt: skip
+    tables, _ = compute_geometry(syn.con, syn.decoders, {s: "resid_post" for s in SAES}, cfg)
+    con = syn.con
+    for name, df in tables.items():
+        con.register("_f", df)
+        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _f")
+        con.unregister("_f")
+    con.execute("INSERT INTO runs (run_id, created, schema_version) VALUES ('t', now(), 1)")
+    for s in SAES:
+        con.execute("INSERT INTO saes (sae_id, layer, site, d_in, d_sae) VALUES (?, ?, 'resid_post', 48, 100)",
+                    [s, int(s[1])])  # fmt: skip
+    con.execute("UPDATE features SET n_fire = 10, density = 0.01, mean_act = 1.0")
+    con.execute("DROP TABLE activations")
+    con.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError("streamlit did not become healthy")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, make_atlas: Any) -> Iterator[str]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    atlas = tmp_path_factory.mktemp("geo-browser") / "atlas.duckdb"
+    _atlas(atlas, make_atlas)
+    ws = tmp_path_factory.mktemp("ws") / "ws.duckdb"
+    port = _free_port()
+    env = dict(os.environ, SAE_ATLAS_WORKSPACE=str(ws), SAE_ATLAS_PATH=str(atlas))
+    log = tmp_path_factory.mktemp("log") / "streamlit.log"
+    cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true"]  # fmt: skip
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert "Traceback" not in log.read_text(errors="replace"), log.read_text(errors="replace")
+
+
+def _lasso(page: Any) -> None:
+    """Drag a lasso around most of the plot area (the map's default drag mode)."""
+    area = page.locator("[data-testid='stPlotlyChart'] .nsewdrag").first
+    box = area.bounding_box()
+    assert box is not None
+    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+    path = [(0.02, 0.02), (0.98, 0.02), (0.98, 0.98), (0.02, 0.98), (0.02, 0.05)]
+    page.mouse.move(x0 + w * path[0][0], y0 + h * path[0][1])
+    page.mouse.down()
+    for fx, fy in path[1:]:
+        page.mouse.move(x0 + w * fx, y0 + h * fy, steps=8)
+    page.mouse.up()
+
+
+def test_map_lasso_to_set_and_lobes_page(server: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url = server
+    expect.set_options(timeout=60_000)  # a loaded 2-core machine renders slowly
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(60_000)
+        page.goto(f"{url}/map")
+        expect(page.get_by_role("heading", name="Feature map")).to_be_visible()
+        expect(page.locator("[data-testid='stPlotlyChart'] .nsewdrag").first).to_be_attached()
+        page.wait_for_timeout(1500)  # WebGL paints after the chart mounts
+        page.screenshot(path=str(ARTIFACTS / "map.png"))
+
+        _lasso(page)
+        expect(page.get_by_text("features selected")).to_be_visible()
+        n = int(page.get_by_text("features selected").inner_text().split()[0].replace(",", ""))
+        assert n > 100  # most of the 200 points of the joint layout
+        page.get_by_label("New set name").fill("map picks")
+        page.get_by_role("button", name="Add selection").click()
+        expect(page.get_by_text(f"Added {n} features to “map picks”")).to_be_visible()
+
+        page.goto(f"{url}/sets?set=map+picks")  # the set holds exactly the lassoed features
+        chosen = page.get_by_role("combobox", name="Feature set")
+        expect(chosen).to_have_value(re.compile(rf"map picks\s+\({n} features\)"))
+
+        page.goto(f"{url}/lobes")
+        expect(page.get_by_role("heading", name="Layer-scale structure")).to_be_visible()
+        expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+        page.wait_for_timeout(2000)  # grid canvases paint after the rerun
+        page.screenshot(path=str(ARTIFACTS / "lobes.png"))
+        page.get_by_role("heading", name="Are lobes spatial?").scroll_into_view_if_needed()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / "lobes-statistics.png"))
+        browser.close()

@@ -72,9 +72,9 @@ class StatsConfig:
 
 @dataclass
 class QualityConfig:
-    eval_tokens: int = 20_000
+    eval_tokens: int = 8_000
     """Tokens for FVU / L0 / dead fraction (taken evenly across the corpus)."""
-    ce_contexts: int = 8
+    ce_contexts: int = 4
     """Contexts for the spliced next-token cross-entropy (full forward per SAE)."""
 
 

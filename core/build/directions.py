@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -14,26 +15,28 @@ def logit_table(
 ) -> pd.DataFrame:
     """Top-n positive and negative tokens of W_dec[f] · W_Uᵀ; W_U is (vocab, d_model)."""
     W_U = W_U.float()
-    rows: list[dict[str, object]] = []
+    strings = np.asarray(vocab + [""] * max(0, W_U.shape[0] - len(vocab)), dtype=object)
+    frames = []
     for lo in range(0, sae.d_sae, chunk):
-        eff = sae.W_dec[lo : lo + chunk].float().to(W_U.device) @ W_U.T  # (chunk, vocab)
+        eff = sae.W_dec[lo : lo + chunk].float().to(W_U.device) @ W_U.T  # (c, vocab)
+        c = eff.shape[0]
         for sign in (1, -1):
-            vals, idx = (sign * eff).topk(n, dim=-1)  # (chunk, n)
-            for r in range(eff.shape[0]):
-                for rank in range(n):
-                    tid = int(idx[r, rank])
-                    rows.append(
-                        {
-                            "sae_id": sae_id,
-                            "feature": lo + r,
-                            "sign": sign,
-                            "rank": rank + 1,
-                            "token_id": tid,
-                            "token_str": vocab[tid] if tid < len(vocab) else "",
-                            "value": float(sign * vals[r, rank]),
-                        }
-                    )
-    return pd.DataFrame(rows)
+            vals, idx = (sign * eff).topk(n, dim=-1)  # (c, n)
+            ids = idx.cpu().numpy().reshape(-1)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "sae_id": sae_id,
+                        "feature": np.repeat(np.arange(lo, lo + c), n),
+                        "sign": sign,
+                        "rank": np.tile(np.arange(1, n + 1), c),
+                        "token_id": ids,
+                        "token_str": strings[ids],
+                        "value": (sign * vals).cpu().numpy().reshape(-1),
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
 
 
 @torch.no_grad()

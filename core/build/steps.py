@@ -262,9 +262,11 @@ def stage_quality(ctx: BuildContext) -> dict[str, Any]:
         valid = mask.reshape(-1).bool().to(dev)
         for s in ctx.sites:
             acts[s].append(got[s].reshape(-1, ctx.d_model)[valid].float())
-    ce_sub = bats[: max(1, ctx.cfg.quality.ce_contexts // ctx.cfg.model.batch_size)]
+    n_ce = ctx.cfg.quality.ce_contexts
+    pad = int(ctx.lm.tokenizer.pad_token_id or 0)
+    ce_ids = [(i, m) for _, i, m in cap.batches(sub[:n_ce], ctx.cfg.model.batch_size, pad)]
     ce_rows: dict[Site, list[dict[str, float]]] = {s: [] for s in ctx.sites}
-    for _idx, ids, mask in ce_sub:
+    for ids, mask in ce_ids:
         for s, m in ce_metrics(ctx.lm.model, ids.to(dev), mask.to(dev), ctx.saes, start=1).items():
             ce_rows[s].append(m)
     rows = [_sae_row(ctx, s, torch.cat(acts[s]), ce_rows[s]) for s in ctx.sites]

@@ -55,14 +55,18 @@ WHERE rank <= $per_int
 # Context window of each example: tokens [pos-left, pos+right] of its document with the
 # feature's activation on each token (0 where it does not fire).
 EXAMPLE_WINDOWS = """
-WITH e AS (SELECT * FROM _examples),
+WITH e AS (
+    SELECT feature, kind, rank, doc_id, pos AS epos,
+           unnest(range(pos - $left, pos + $right + 1)) AS tpos
+    FROM _examples
+),
 w AS (
-    SELECT e.feature, e.kind, e.rank, e.pos AS epos, t.pos AS tpos, t.token_str,
+    SELECT e.feature, e.kind, e.rank, e.epos, e.tpos, t.token_str,
            coalesce(a.act, 0)::REAL AS tact
     FROM e
-    JOIN tokens t ON t.doc_id = e.doc_id AND t.pos BETWEEN e.pos - $left AND e.pos + $right
+    JOIN tokens t ON t.doc_id = e.doc_id AND t.pos = e.tpos
     LEFT JOIN (SELECT doc_id, pos, feature, act FROM activations WHERE sae_id = $sae) a
-        ON a.doc_id = e.doc_id AND a.pos = t.pos AND a.feature = e.feature
+        ON a.doc_id = e.doc_id AND a.pos = e.tpos AND a.feature = e.feature
 )
 SELECT feature, kind, rank, (any_value(epos) - min(tpos))::INTEGER AS center,
        list(token_str ORDER BY tpos) AS tokens, list(tact ORDER BY tpos) AS acts

@@ -20,6 +20,8 @@ STAGES = (
     "stats",
     "logits",
     "neighbours",
+    "explain",
+    "geometry",
     "flow",
 )
 
@@ -112,7 +114,7 @@ def tiny_profile(out: str) -> BuildConfig:
     sites = ["L3/resid_post", "L4/resid_post", "L4/mlp_out", "L4/attn_out"]
     cfg = BuildConfig(out=out, saes=[SaeSpec(s) for s in sites])
     cfg.corpus = CorpusConfig(n_tokens=6000, ctx_len=64)
-    cfg.train = TrainConfig(d_sae=256, k=16, epochs=3.0)
+    cfg.train = TrainConfig(d_sae=256, k=16, epochs=3.0, batch_size=256)
     cfg.quality = QualityConfig(eval_tokens=2000, ce_contexts=4)
     cfg.stats = StatsConfig(n_top=5, per_interval=2)
     # 6k tokens at the default T = 64 would give only ~90 windows

@@ -106,7 +106,10 @@ class BuildConfig:
 def default_profile(out: str = "data/atlases/default/atlas.duckdb") -> BuildConfig:
     """Residual SAEs on 4 consecutive middle layers + MLP/attention SAEs of one of them."""
     sites = [f"L{layer}/resid_post" for layer in (12, 13, 14, 15)] + ["L13/mlp_out", "L13/attn_out"]
-    return BuildConfig(out=out, saes=[SaeSpec(s) for s in sites])
+    cfg = BuildConfig(out=out, saes=[SaeSpec(s) for s in sites])
+    # ~200k tokens: small batches give enough optimiser steps for FVU well under 0.25
+    cfg.train = TrainConfig(batch_size=1024, lr=2e-3, epochs=2.0)
+    return cfg
 
 
 def tiny_profile(out: str) -> BuildConfig:

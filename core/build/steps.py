@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata as md
 import json
 import platform
@@ -205,8 +206,7 @@ def stage_train(ctx: BuildContext) -> dict[str, Any]:
     logs = {}
     for site in ctx.to_train():
         acts = torch.from_numpy(np.asarray(ctx.dense(site)[~held], dtype=np.float32))  # (N, d)
-        tcfg = ctx.cfg.train
-        tcfg.device = str(ctx.lm.device)
+        tcfg = dataclasses.replace(ctx.cfg.train, device=str(ctx.lm.device))
         sae, log = train_topk(acts, tcfg, hook_name=site.id)
         sae.cfg.model_name, sae.cfg.source = ctx.lm.name, "trained"
         out = ctx.weights_dir(site)

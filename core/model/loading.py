@@ -7,8 +7,8 @@ import sys
 import time
 import zipfile
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (

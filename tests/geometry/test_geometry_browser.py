@@ -3,29 +3,18 @@ new set, then open the Lobes page. Screenshots go to tests/artifacts/ (git-ignor
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from streamlit_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve
 
 from core.geometry.config import GeometryConfig
 from core.geometry.stage import compute_geometry
 
 pytestmark = pytest.mark.browser
-
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--enable-unsafe-swiftshader"]  # fmt: skip
 SAES = ("L1/resid_post", "L2/resid_post")
 
 
@@ -49,51 +38,15 @@ def _atlas(path: Path, make_atlas: Any) -> None:
     con.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError("streamlit did not become healthy")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, make_atlas: Any) -> Iterator[str]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
     atlas = tmp_path_factory.mktemp("geo-browser") / "atlas.duckdb"
     _atlas(atlas, make_atlas)
-    ws = tmp_path_factory.mktemp("ws") / "ws.duckdb"
-    port = _free_port()
-    env = dict(os.environ, SAE_ATLAS_WORKSPACE=str(ws), SAE_ATLAS_PATH=str(atlas))
+    env = {"SAE_ATLAS_WORKSPACE": str(tmp_path_factory.mktemp("ws") / "ws.duckdb"),
+           "SAE_ATLAS_PATH": str(atlas)}  # fmt: skip
     log = tmp_path_factory.mktemp("log") / "streamlit.log"
-    cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true"]  # fmt: skip
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
+    with serve(log, env) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    assert "Traceback" not in log.read_text(errors="replace"), log.read_text(errors="replace")
 
 
 def _lasso(page: Any) -> None:
@@ -117,7 +70,9 @@ def test_map_lasso_to_set_and_lobes_page(server: str) -> None:
     expect.set_options(timeout=60_000)  # a loaded 2-core machine renders slowly
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, "--enable-unsafe-swiftshader"]
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.set_default_timeout(60_000)
         page.goto(f"{url}/map")

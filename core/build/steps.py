@@ -206,7 +206,8 @@ def stage_train(ctx: BuildContext) -> dict[str, Any]:
     logs = {}
     for site in ctx.to_train():
         acts = torch.from_numpy(np.asarray(ctx.dense(site)[~held], dtype=np.float32))  # (N, d)
-        tcfg = dataclasses.replace(ctx.cfg.train, device=str(ctx.lm.device))
+        k = ctx.spec(site).k or ctx.cfg.train.k
+        tcfg = dataclasses.replace(ctx.cfg.train, device=str(ctx.lm.device), k=k)
         sae, log = train_topk(acts, tcfg, hook_name=site.id)
         sae.cfg.model_name, sae.cfg.source = ctx.lm.name, "trained"
         out = ctx.weights_dir(site)

@@ -75,7 +75,7 @@ def _tokens(con: duckdb.DuckDBPyConnection, sae_id: str, d_sae: int) -> list[lis
     """(d_sae,) top-token lists from `features` (empty where missing)."""
     out: list[list[str]] = [[] for _ in range(d_sae)]
     for f, toks in geometry_sql.feature_top_tokens(con, sae_id).itertuples(index=False):
-        if 0 <= f < d_sae and toks is not None:
+        if 0 <= f < d_sae and isinstance(toks, list | np.ndarray):  # NULL for dead features
             out[f] = [str(t) for t in toks]
     return out
 

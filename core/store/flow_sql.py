@@ -159,3 +159,29 @@ def has_flow(con: Con) -> bool:
     except duckdb.Error:
         return False
     return bool(row and row[0])
+
+
+_SOURCE_FEATURES = """
+WITH hits AS (
+    SELECT a.feature, d.source = $source AS inside, count(*) AS n
+    FROM activations a JOIN documents d USING (doc_id)
+    WHERE a.sae_id = $sae GROUP BY ALL
+)
+SELECT feature, sum(n) FILTER (WHERE inside) / sum(n) AS share, sum(n) AS n_fire
+FROM hits GROUP BY feature HAVING sum(n) >= $min_fire
+ORDER BY share DESC, n_fire DESC LIMIT $k
+"""
+
+
+def source_features(
+    con: Con, sae_id: str, source: str, k: int = 10, min_fire: int = 200
+) -> pd.DataFrame:
+    """Features that fire almost only on one corpus source (e.g. wiki_fr): steering targets."""
+    return _q(con, _SOURCE_FEATURES, sae=sae_id, source=source, k=k, min_fire=min_fire)
+
+
+def first_residual_sae(con: Con) -> str | None:
+    row = con.execute(
+        "SELECT sae_id FROM saes WHERE site = 'resid_post' ORDER BY layer LIMIT 1"
+    ).fetchone()
+    return None if row is None else str(row[0])

@@ -191,7 +191,7 @@ def cooccurring_section(key: str, sae_id: str, feature: int) -> None:
         c = st.columns([2, 3], vertical_alignment="center")
         c[0].page_link(
             widgets.FEATURE_PAGE,
-            label=f"feature {r.other} · phi {r.phi:.2f}",
+            label=f"#{r.other} · phi {r.phi:.2f}",
             query_params=widgets.feature_params(sae_id, int(r.other)),
         )
         c[1].html(render.token_chips(_as_list(r.top_tokens)[:4]))

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-import duckdb
 import pytest
 from streamlit_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve
 
@@ -29,26 +28,20 @@ def server(tiny_atlas: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 def _search_target(atlas: Path) -> tuple[str, int, str, int]:
     """A search term (a frequent top token), the feature topping its results by density, and
-    how many features match."""
-    con = duckdb.connect(str(atlas), read_only=True)
-    try:
-        tops = con.execute(
-            "SELECT top_tokens FROM features WHERE len(top_tokens) > 0 ORDER BY n_fire DESC LIMIT 1"
-        ).fetchall()[0][0]
-        needle = max((t.strip() for t in tops), key=len)
-        row = con.execute(
-            "SELECT f.sae_id, f.feature FROM features f JOIN saes s USING (sae_id) "
-            "WHERE array_to_string(top_tokens, ' ') ILIKE ? "
-            "ORDER BY density DESC, sae_id, feature LIMIT 1",
-            [f"%{needle}%"],
-        ).fetchall()[0]
-        n = con.execute(
-            "SELECT count(*) FROM features WHERE array_to_string(top_tokens, ' ') ILIKE ?",
-            [f"%{needle}%"],
-        ).fetchall()[0][0]
-    finally:
-        con.close()
-    return str(row[0]), int(row[1]), needle, int(n)
+    how many features match (top tokens or explanations, as the app's own query counts them)."""
+    from core.store import queries
+    from core.store.atlas import Atlas
+
+    cur = Atlas(atlas).cursor()
+    rows = cur.execute(
+        "SELECT top_tokens FROM features WHERE len(top_tokens) > 0 ORDER BY n_fire DESC"
+    ).fetchall()
+    words = (t.strip() for (tops,) in rows for t in tops)
+    needle = next(w for w in words if len(w) >= 3 and w.isalpha())  # a real word, not " "
+    flt = queries.FeatureFilter(text=needle)
+    first = queries.search_features(cur, flt, sort="density", desc=True, limit=1)
+    n = queries.count_features(cur, flt)
+    return str(first["sae_id"].iloc[0]), int(first["feature"].iloc[0]), needle, n
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -70,7 +63,7 @@ def test_search_open_add_download(server: str, tiny_atlas: Path, tmp_path: Path)
         search = page.get_by_label("Search top tokens or explanations")
         search.fill(needle)
         search.press("Enter")
-        expect(page.get_by_text("features match")).to_contain_text("features match")
+        expect(page.get_by_text(f"{n_match:,} features match")).to_be_visible()
         grid = page.get_by_test_id("stDataFrame").first
         expect(grid).to_be_visible()
         page.wait_for_timeout(1000)  # the grid canvas paints after the rerun

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import duckdb
 import numpy as np
@@ -81,8 +82,9 @@ def test_page_shows_chain_and_steer_link(app: AppTest) -> None:
     chain = nodes[nodes["role"].isin(["chain", "seed"])]
     assert chain["sae_id"].tolist() == ["L0/resid_post", "L1/resid_post", "L2/resid_post"]
     assert (chain["feature"] == 3).all()
-    text = " ".join(str(m.value) for m in app.markdown) + str(app.get("page_link"))
-    assert "L0%2Fresid_post%3A3%2CL1%2Fresid_post%3A3%2CL2%2Fresid_post%3A3" in text
+    links = [parse_qs(p.proto.query_string) for p in app.get("page_link")]
+    chains = [q["chain"][0] for q in links if "chain" in q]
+    assert "L0/resid_post:3,L1/resid_post:3,L2/resid_post:3" in chains  # "steer with this chain"
     assert any("per layer" in str(m.value) for m in app.markdown)
 
 

@@ -13,7 +13,7 @@ import streamlit as st
 
 from app.state import cursor
 from core import export
-from core.store import explain_sql
+from core.store import explain_sql, geometry_sql
 from core.store import queries as q
 
 
@@ -100,3 +100,12 @@ def semantic_search(key: str, text: str, k: int, sae_ids: tuple[str, ...]) -> pd
     vec = embed_query(text)
     with cursor(key) as cur:
         return explain_sql.semantic_search(cur, vec, k, list(sae_ids) or None)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def geometry_overview(key: str) -> tuple[bool, pd.DataFrame, list[int]]:
+    """Whether the atlas has the geometry stage, its SAEs and the stored lobe counts k."""
+    with cursor(key) as cur:
+        if not geometry_sql.has_geometry(cur):
+            return False, pd.DataFrame(), []
+        return True, geometry_sql.geometry_saes(cur), geometry_sql.lobe_ks(cur)

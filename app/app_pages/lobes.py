@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import state, widgets
+from app import data, state, widgets
 from core.store import geometry_sql as gsql
 from core.store import queries as q
 
@@ -35,14 +35,6 @@ NUM = {
 
 
 # ---- cached reads ------------------------------------------------------------------------------
-@st.cache_data(show_spinner=False, max_entries=16)
-def overview(key: str) -> tuple[bool, pd.DataFrame, list[int]]:
-    with state.cursor(key) as cur:
-        if not gsql.has_geometry(cur):
-            return False, pd.DataFrame(), []
-        return True, gsql.geometry_saes(cur), gsql.lobe_ks(cur)
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def lobe_rows(key: str, sae_id: str, k: int) -> pd.DataFrame:
     """Lobes with a short description of their hubs (explanation when present, else tokens)."""
@@ -194,7 +186,7 @@ def spectrum_figure(spectra: pd.DataFrame, slopes: pd.DataFrame) -> go.Figure:
 def main() -> None:
     key = state.require_atlas()
     st.title("Lobes")
-    ok, saes, ks = overview(key)
+    ok, saes, ks = data.geometry_overview(key)
     if not ok:
         st.info(
             "This atlas has no geometry yet. Add it with `sae-atlas build --overwrite geometry`."

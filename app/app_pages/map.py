@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import state, widgets
+from app import data, state, widgets
 from core.store import geometry_sql as gsql
 
 DEFAULT_POINTS = 50_000
@@ -28,14 +28,6 @@ NEVER = "#d1d5db"
 
 
 # ---- cached reads ------------------------------------------------------------------------------
-@st.cache_data(show_spinner=False, max_entries=16)
-def overview(key: str) -> tuple[bool, pd.DataFrame, list[int]]:
-    with state.cursor(key) as cur:
-        if not gsql.has_geometry(cur):
-            return False, pd.DataFrame(), []
-        return True, gsql.geometry_saes(cur), gsql.lobe_ks(cur)
-
-
 @st.cache_data(show_spinner=False, max_entries=32)
 def points(
     key: str, sae_ids: tuple[str, ...], joint: bool, k: int, limit: int
@@ -142,7 +134,7 @@ def controls(saes: pd.DataFrame, ks: list[int]) -> tuple[tuple[str, ...], bool, 
 def main() -> None:
     key = state.require_atlas()
     st.title("Feature map")
-    ok, saes, ks = overview(key)
+    ok, saes, ks = data.geometry_overview(key)
     if not ok:
         st.info(
             "This atlas has no geometry yet. Add it with `sae-atlas build --overwrite geometry`."

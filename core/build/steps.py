@@ -324,20 +324,17 @@ def _reader(ctx: BuildContext):  # noqa: ANN202
 
 def stage_stats(ctx: BuildContext) -> dict[str, Any]:
     con = _reader(ctx)
-    n_tok = ctx.n_tokens()
+    corpus = stats.Corpus(con)
     out = {}
     for site in ctx.sites:
-        sae_id, sae = site.id, ctx.saes[site]
-        feats = stats.feature_table(con, sae_id, sae.d_sae, n_tok)
-        hist = stats.histograms(con, sae_id, ctx.cfg.stats.n_bins)
-        ex = stats.examples(con, sae_id, ctx.cfg.stats)
-        tops = ex.attrs.pop("top_tokens")
-        feats = feats.merge(tops, on="feature", how="left")
+        sae_id, d_sae = site.id, ctx.saes[site].d_sae
+        st = stats.sae_statistics(con, sae_id, d_sae, ctx.n_tokens(), ctx.cfg.stats, corpus)
         where, p = "sae_id = ?", [sae_id]
-        ctx.writer.replace_rows("features", feats, where, p)
-        ctx.writer.replace_rows("histograms", hist, where, p)
-        ctx.writer.replace_rows("examples", ex, where, p)
-        out[sae_id] = {"alive": int((feats["n_fire"] > 0).sum()), "examples": len(ex)}
+        ctx.writer.replace_rows("features", st.features, where, p)
+        ctx.writer.replace_rows("histograms", st.histograms, where, p)
+        ctx.writer.replace_rows("examples", st.examples, where, p)
+        alive = int((st.features["n_fire"] > 0).sum())
+        out[sae_id] = {"alive": alive, "examples": len(st.examples)}
     return out
 
 

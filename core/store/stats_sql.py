@@ -1,13 +1,21 @@
 """SQL for the per-feature statistics, computed exactly from the sparse `activations` view.
 
-Each query is parameterised by `?`; the build registers `_examples` frames where noted.
+The statistics of one SAE read `sae_acts`, a temporary table of that SAE's activations made
+once by SAE_ACTS (one Parquet scan instead of one per query). Parameters are `$name`; the build
+registers `_examples` frames where noted.
 Ties are broken by (doc_id, pos) so results equal a brute-force sort.
 """
+
+SAE_ACTS = """
+CREATE OR REPLACE TEMP TABLE sae_acts AS
+SELECT doc_id, pos, feature, act FROM activations WHERE sae_id = $sae
+"""
+DROP_SAE_ACTS = "DROP TABLE IF EXISTS sae_acts"
 
 FEATURES = """
 WITH f AS (
     SELECT feature, count(*) AS n_fire, max(act) AS max_act, avg(act) AS mean_act
-    FROM activations WHERE sae_id = $sae GROUP BY feature
+    FROM sae_acts GROUP BY feature
 )
 SELECT $sae AS sae_id, r.range::INTEGER AS feature, coalesce(f.n_fire, 0) AS n_fire,
        coalesce(f.n_fire, 0) / $n_tokens::DOUBLE AS density,
@@ -18,11 +26,10 @@ ORDER BY feature
 
 # Bin b of n covers (max*b/n, max*(b+1)/n]; the maximum itself falls in the last bin.
 HISTOGRAM_BINS = """
-WITH m AS (SELECT feature, max(act)::DOUBLE AS mx FROM activations WHERE sae_id = $sae GROUP BY feature)
+WITH m AS (SELECT feature, max(act)::DOUBLE AS mx FROM sae_acts GROUP BY feature)
 SELECT a.feature, m.mx, least(floor(a.act::DOUBLE / m.mx * $n_bins)::INTEGER, $n_bins - 1) AS bin,
        count(*) AS n
-FROM activations a JOIN m USING (feature)
-WHERE a.sae_id = $sae
+FROM sae_acts a JOIN m USING (feature)
 GROUP BY ALL
 """
 
@@ -32,19 +39,19 @@ SELECT $sae AS sae_id, feature, 'top' AS kind, rank::INTEGER AS rank, NULL::INTE
 FROM (
     SELECT feature, doc_id, pos, act,
            row_number() OVER (PARTITION BY feature ORDER BY act DESC, doc_id, pos) AS rank
-    FROM activations WHERE sae_id = $sae
+    FROM sae_acts
 )
 WHERE rank <= $n_top
 """
 
 # SAEDashboard interval samples: equal-width intervals of [0, max], a seeded random few from each.
 INTERVAL_EXAMPLES = """
-WITH m AS (SELECT feature, max(act)::DOUBLE AS mx FROM activations WHERE sae_id = $sae GROUP BY feature),
+WITH m AS (SELECT feature, max(act)::DOUBLE AS mx FROM sae_acts GROUP BY feature),
 b AS (
     SELECT a.feature, a.doc_id, a.pos, a.act,
            least(floor(a.act::DOUBLE / m.mx * $n_int)::INTEGER, $n_int - 1) AS bin,
            hash(a.doc_id, a.pos, $seed) AS h
-    FROM activations a JOIN m USING (feature) WHERE a.sae_id = $sae
+    FROM sae_acts a JOIN m USING (feature)
 )
 SELECT $sae AS sae_id, feature, 'interval' AS kind, (bin * $per_int + rank)::INTEGER AS rank, bin,
        doc_id, pos, act
@@ -52,26 +59,10 @@ FROM (SELECT *, row_number() OVER (PARTITION BY feature, bin ORDER BY h, doc_id,
 WHERE rank <= $per_int
 """
 
-# Context window of each example: tokens [pos-left, pos+right] of its document with the
-# feature's activation on each token (0 where it does not fire).
-EXAMPLE_WINDOWS = """
-WITH e AS (
-    SELECT feature, kind, rank, doc_id, pos AS epos,
-           unnest(range(pos - $left, pos + $right + 1)) AS tpos
-    FROM _examples
-),
-w AS (
-    SELECT e.feature, e.kind, e.rank, e.epos, e.tpos, t.token_str,
-           coalesce(a.act, 0)::REAL AS tact
-    FROM e
-    JOIN tokens t ON t.doc_id = e.doc_id AND t.pos = e.tpos
-    LEFT JOIN (SELECT doc_id, pos, feature, act FROM activations WHERE sae_id = $sae) a
-        ON a.doc_id = e.doc_id AND a.pos = e.tpos AND a.feature = e.feature
-)
-SELECT feature, kind, rank, (any_value(epos) - min(tpos))::INTEGER AS center,
-       list(token_str ORDER BY tpos) AS tokens, list(tact ORDER BY tpos) AS acts
-FROM w GROUP BY feature, kind, rank
-"""
+# Inputs of the example windows (built in numpy, core/build/stats.py): every token in
+# (doc_id, pos) order and this SAE's sparse activations.
+ALL_TOKENS = "SELECT doc_id, pos, token_str FROM tokens ORDER BY doc_id, pos"
+SAE_ACTIVATIONS = "SELECT doc_id, pos, feature, act FROM sae_acts"
 
 # The most frequent tokens at a feature's top activations (ties: the stronger activation).
 TOP_TOKENS = """

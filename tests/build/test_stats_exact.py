@@ -99,8 +99,10 @@ def test_histograms_match(tiny_atlas: Path, brute: dict) -> None:
             assert counts.sum() == pytest.approx(len(nz), abs=2)
             edges = np.asarray(row.edges, dtype=np.float64)
             expect, _ = np.histogram(nz, bins=50, range=(0.0, edges[-1]))
-            # float rounding (batched vs single forward) may move a value across a bin edge
-            assert np.abs(np.cumsum(expect) - np.cumsum(counts)).max() <= 2
+            # float rounding (batched vs single forward) may move a value across a bin edge, or
+            # in / out of the top-k (the difference in totals)
+            moved = 2 + abs(int(counts.sum()) - len(nz))
+            assert np.abs(np.cumsum(expect) - np.cumsum(counts)).max() <= moved
 
 
 def _stored(tiny_atlas: Path) -> tuple[duckdb.DuckDBPyConnection, pd.DataFrame]:

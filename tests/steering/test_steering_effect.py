@@ -22,6 +22,8 @@ from core.steering.engine import SaeBank, SaeEntry
 from core.steering.generate import SamplingConfig
 from core.steering.interventions import Intervention
 from core.steering.live import LiveModel
+from core.store import flow_sql
+from core.store.atlas import Atlas
 
 FR = (
     "Le chat dort sur le canapé. Nous allons au marché demain matin avec mes amis. "
@@ -79,3 +81,25 @@ def test_live_model_from_a_real_atlas(steer_atlas: Path) -> None:
     assert res.ids[0] == res.ids[1]
     found = live.search("Hello world, this is a test.", [sid])
     assert not found.summary.empty
+
+
+@pytest.mark.slow
+def test_steering_a_french_feature_from_the_atlas_raises_it(steer_atlas: Path) -> None:
+    """The most French-Wikipedia-specific feature of the atlas's first residual SAE, steered at
+    moderate strengths: its activation measured on the steered text (under the unsteered model)
+    rises above the default text's, and more at the stronger setting."""
+    at = Atlas(steer_atlas)
+    cur = at.cursor()
+    sae_id = flow_sql.first_residual_sae(cur)
+    assert sae_id is not None
+    pick = flow_sql.source_features(cur, sae_id, "wiki_fr", k=1, min_fire=20)
+    assert not pick.empty and pick["share"].iloc[0] > 0.9, pick
+    feature = int(pick["feature"].iloc[0])
+    live = LiveModel.from_atlas(at)
+    cfg = SamplingConfig(max_new_tokens=16, temperature=0.0)
+    df = steer_effect(live, sae_id, feature, [0.0, 2.0, 4.0], "The weather today is", cfg=cfg)
+    print(df[["factor", "mean_default", "mean_steered", "ppl_steered", "text_steered"]])
+    zero, mid, high = df.iloc[0], df.iloc[1], df.iloc[2]
+    assert zero.mean_steered == pytest.approx(zero.mean_default)
+    assert mid.mean_steered > mid.mean_default
+    assert high.mean_steered > max(mid.mean_steered, 0.1 * float(high.raw) / 4.0)

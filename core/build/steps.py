@@ -207,7 +207,11 @@ def stage_train(ctx: BuildContext) -> dict[str, Any]:
     for site in ctx.to_train():
         acts = torch.from_numpy(np.asarray(ctx.dense(site)[~held], dtype=np.float32))  # (N, d)
         k = ctx.spec(site).k or ctx.cfg.train.k
-        tcfg = dataclasses.replace(ctx.cfg.train, device=str(ctx.lm.device), k=k)
+        # Each SAE its own seed: from one shared initialisation, SAEs of neighbouring layers
+        # ended up index-aligned (feature i matched feature i), which would flatter the flow
+        # matching with a similarity that comes from the init rather than the data.
+        seed = ctx.cfg.train.seed + ctx.sites.index(site)
+        tcfg = dataclasses.replace(ctx.cfg.train, device=str(ctx.lm.device), k=k, seed=seed)
         sae, log = train_topk(acts, tcfg, hook_name=site.id)
         sae.cfg.model_name, sae.cfg.source = ctx.lm.name, "trained"
         out = ctx.weights_dir(site)

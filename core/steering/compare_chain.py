@@ -5,7 +5,7 @@ chain's first layer, follows its flow chain, and steers with (a) that feature al
 chain feature at once with the same per-layer strength. Prints the seed feature's activation on
 the generated text and the text's perplexity under the unsteered model, per strength.
 
-    python -m core.steering.compare_chain [--atlas PATH] [--source wiki_fr]
+    python -m core.steering.compare_chain [--atlas PATH] [--source wiki_fr] [--feature N]
 """
 
 from __future__ import annotations
@@ -36,13 +36,18 @@ def _row(live: LiveModel, prompt: str, items: list[Intervention], seed: Node, cf
 
 
 def compare(
-    atlas: Path, source: str, strengths: list[float], prompt: str, n_tokens: int
+    atlas: Path,
+    source: str,
+    strengths: list[float],
+    prompt: str,
+    n_tokens: int,
+    feature: int | None = None,
 ) -> pd.DataFrame:
     at = Atlas(atlas)
     cur = at.cursor()
     first = str(flow_sql.first_residual_sae(cur))
-    pick = flow_sql.source_features(cur, first, source, k=20)
-    graphs = [flow_graph(cur, Node(first, int(f))) for f in pick["feature"]]
+    pick = flow_sql.source_features(cur, first, source, k=20)["feature"].tolist()
+    graphs = [flow_graph(cur, Node(first, int(f))) for f in ([feature] if feature else pick)]
     g = max(
         graphs, key=lambda g: len(g.chain)
     )  # the most source-specific feature with the longest chain
@@ -67,8 +72,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--strengths", default="0.25,0.5,1,2")
     p.add_argument("--prompt", default="The weather today is")
     p.add_argument("--tokens", type=int, default=24)
+    p.add_argument("--feature", type=int, help="seed feature of the first residual SAE")
     a = p.parse_args(argv)
-    df = compare(a.atlas, a.source, [float(x) for x in a.strengths.split(",")], a.prompt, a.tokens)
+    strengths = [float(x) for x in a.strengths.split(",")]
+    df = compare(a.atlas, a.source, strengths, a.prompt, a.tokens, a.feature)
     with pd.option_context("display.width", 200, "display.max_colwidth", 70):
         print(df.to_string(index=False))
 

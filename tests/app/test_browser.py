@@ -7,10 +7,14 @@ import csv
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 from streamlit_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
 
 pytestmark = pytest.mark.browser
 
@@ -44,6 +48,26 @@ def _search_target(atlas: Path) -> tuple[str, int, str, int]:
     return str(first["sae_id"].iloc[0]), int(first["feature"].iloc[0]), needle, n
 
 
+def open_first_row(page: Page, grid: Locator, heading: Locator) -> None:
+    """Click the first row's selection box. The grid is scrolled to the top of the viewport
+    first (the download button below it may have scrolled the page); under load the canvas
+    can take a click before it has wired its handlers, so click again (at most 3 times)."""
+    from playwright.sync_api import expect
+
+    grid.evaluate("el => el.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(300)
+    box = grid.bounding_box()
+    assert box is not None
+    for attempt in range(3):
+        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)
+        try:
+            expect(heading).to_be_visible(timeout=20_000)
+            return
+        except AssertionError:
+            if attempt == 2:
+                raise
+
+
 def _read_csv(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
 
@@ -72,10 +96,7 @@ def test_search_open_add_download(server: str, tiny_atlas: Path, tmp_path: Path)
             page.get_by_role("button", name="Download filtered CSV").click()
         info.value.save_as(tmp_path / "filtered.csv")
 
-        box = grid.bounding_box()
-        assert box is not None
-        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # first row's selection box
-        expect(page.get_by_role("heading", name=f"{sae} · feature {feature}")).to_be_visible()
+        open_first_row(page, grid, page.get_by_role("heading", name=f"{sae} · feature {feature}"))
         query = parse_qs(urlparse(page.url).query)
         assert urlparse(page.url).path.endswith("/feature")
         assert query == {"sae": [sae], "feature": [str(feature)]}
@@ -98,7 +119,8 @@ def test_search_open_add_download(server: str, tiny_atlas: Path, tmp_path: Path)
     filtered = _read_csv(tmp_path / "filtered.csv")
     assert len(filtered) == n_match
     assert (filtered[0]["sae_id"], filtered[0]["feature"]) == (sae, str(feature))
-    assert all(needle.lower() in r["top_tokens"].lower() for r in filtered)
+    # the search matches top tokens or explanations
+    assert all(needle.lower() in (r["top_tokens"] + r["explanation"]).lower() for r in filtered)
     rows = _read_csv(target)
     assert [(r["sae_id"], r["feature"]) for r in rows] == [(sae, str(feature))]
     assert {"site", "density", "max_act", "top_tokens"} <= set(rows[0])

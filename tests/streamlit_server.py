@@ -73,3 +73,13 @@ def serve(log: Path, env: dict[str, str], app_args: list[str] | None = None) -> 
             proc.kill()
     text = log.read_text(errors="replace")
     assert "Traceback" not in text, text
+
+
+@contextmanager
+def serve_atlas(
+    atlas: Path, factory: pytest.TempPathFactory, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """`serve` for `-- --atlas PATH`, with a fresh workspace and log under the test's tmp dirs."""
+    env = {"SAE_ATLAS_WORKSPACE": str(factory.mktemp("ws") / "ws.duckdb"), **(env or {})}
+    with serve(factory.mktemp("log") / "streamlit.log", env, ["--atlas", str(atlas)]) as url:
+        yield url

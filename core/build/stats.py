@@ -126,7 +126,9 @@ def windows(
     key = np.asarray(a["feature"], np.int64) * n_rows
     key += corpus.row(np.asarray(a["doc_id"], np.int64), np.asarray(a["pos"], np.int64))
     order = np.argsort(key)
-    key, act = key[order], np.asarray(a["act"], np.float32)[order]
+    # a sentinel above every key: searchsorted always lands on a valid index, even with no rows
+    key = np.append(key[order], np.iinfo(np.int64).max)
+    act = np.append(np.asarray(a["act"], np.float32)[order], np.float32(0))
 
     doc = ex["doc_id"].to_numpy(np.int64)
     pos = ex["pos"].to_numpy(np.int64)
@@ -137,9 +139,8 @@ def windows(
     cell_ex = np.repeat(np.arange(len(ex)), n)  # example of each window cell
     cell_row = corpus.row(doc, lo)[cell_ex] + np.arange(offsets[-1]) - offsets[:-1][cell_ex]
     want = ex["feature"].to_numpy(np.int64)[cell_ex] * n_rows + cell_row
-    at = np.minimum(np.searchsorted(key, want), max(len(key) - 1, 0))
-    hit = key[at] == want if len(key) else np.zeros(len(want), bool)
-    cell_act = np.where(hit, act[at] if len(act) else 0.0, 0.0).astype(np.float32)
+    at = np.searchsorted(key, want)
+    cell_act = np.where(key[at] == want, act[at], np.float32(0))
     return pd.DataFrame(
         {
             "center": (pos - lo).astype(np.int32),

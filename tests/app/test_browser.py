@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from streamlit_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve
+from streamlit_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve_atlas
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -23,10 +23,7 @@ pytestmark = pytest.mark.browser
 def server(tiny_atlas: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`streamlit run app/main.py -- --atlas PATH` with its own workspace; the --atlas flag
     (not SAE_ATLAS_PATH) must be what picks the atlas."""
-    env = {"SAE_ATLAS_WORKSPACE": str(tmp_path_factory.mktemp("ws") / "ws.duckdb"),
-           "SAE_ATLAS_PATH": ""}  # fmt: skip
-    log = tmp_path_factory.mktemp("log") / "streamlit.log"
-    with serve(log, env, ["--atlas", str(tiny_atlas)]) as url:
+    with serve_atlas(tiny_atlas, tmp_path_factory, {"SAE_ATLAS_PATH": ""}) as url:
         yield url
 
 

@@ -10,17 +10,14 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from streamlit_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve
+from streamlit_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve_atlas
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def server(tiny_atlas: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = {"SAE_ATLAS_WORKSPACE": str(tmp_path_factory.mktemp("ws") / "ws.duckdb"),
-           "OMP_NUM_THREADS": "1"}  # fmt: skip
-    log = tmp_path_factory.mktemp("log") / "streamlit.log"
-    with serve(log, env, ["--atlas", str(tiny_atlas)]) as url:
+    with serve_atlas(tiny_atlas, tmp_path_factory, {"OMP_NUM_THREADS": "1"}) as url:
         yield url
 
 

@@ -7,17 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from streamlit_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve
+from streamlit_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve_atlas
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def server(steer_atlas: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = {"SAE_ATLAS_WORKSPACE": str(tmp_path_factory.mktemp("ws") / "ws.duckdb"),
-           "OMP_NUM_THREADS": "1"}  # fmt: skip
-    log = tmp_path_factory.mktemp("log") / "streamlit.log"
-    with serve(log, env, ["--atlas", str(steer_atlas)]) as url:
+    with serve_atlas(steer_atlas, tmp_path_factory, {"OMP_NUM_THREADS": "1"}) as url:
         yield url
 
 

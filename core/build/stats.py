@@ -107,6 +107,13 @@ def _lists(offsets: np.ndarray, values: pa.Array) -> pd.Series:
     return pd.Series(pd.arrays.ArrowExtensionArray(pa.ListArray.from_arrays(offsets, values)))
 
 
+def _expand(start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ranges [start_i, start_i + length_i) -> (range i, value) of every element, concatenated."""
+    owner = np.repeat(np.arange(len(start)), length)
+    skip = np.cumsum(length) - length  # elements before each range
+    return owner, start[owner] + np.arange(len(owner)) - skip[owner]
+
+
 def windows(
     con: duckdb.DuckDBPyConnection,
     ex: pd.DataFrame,
@@ -122,13 +129,11 @@ def windows(
     """
     a = con.execute(stats_sql.SAE_ACTIVATIONS).fetchnumpy()
     n_rows = max(len(corpus.token_str), 1)
-    # key = feature * n_rows + row: one sorted array answers "act of feature f at token row r"
+    # key = feature * n_rows + row: sorted, the acts of feature f on rows [lo, hi] are one slice
     key = np.asarray(a["feature"], np.int64) * n_rows
     key += corpus.row(np.asarray(a["doc_id"], np.int64), np.asarray(a["pos"], np.int64))
     order = np.argsort(key)
-    # a sentinel above every key: searchsorted always lands on a valid index, even with no rows
-    key = np.append(key[order], np.iinfo(np.int64).max)
-    act = np.append(np.asarray(a["act"], np.float32)[order], np.float32(0))
+    key, act = key[order], np.asarray(a["act"], np.float32)[order]
 
     doc = ex["doc_id"].to_numpy(np.int64)
     pos = ex["pos"].to_numpy(np.int64)
@@ -136,11 +141,14 @@ def windows(
     hi = np.minimum(pos + right, corpus.length[doc] - 1)
     n = hi - lo + 1  # (n_examples,) window lengths
     offsets = np.concatenate([[0], np.cumsum(n)]).astype(np.int32)
-    cell_ex = np.repeat(np.arange(len(ex)), n)  # example of each window cell
-    cell_row = corpus.row(doc, lo)[cell_ex] + np.arange(offsets[-1]) - offsets[:-1][cell_ex]
-    want = ex["feature"].to_numpy(np.int64)[cell_ex] * n_rows + cell_row
-    at = np.searchsorted(key, want)
-    cell_act = np.where(key[at] == want, act[at], np.float32(0))
+    first = corpus.row(doc, lo)  # (n_examples,) row of each window's first token
+    _, cell_row = _expand(first, n)  # (n_cells,) token row of each window cell
+    # two searches per window (not one per cell); the slice between them lands in the cells
+    base = ex["feature"].to_numpy(np.int64) * n_rows + first
+    a0 = np.searchsorted(key, base)
+    hit_ex, hit = _expand(a0, np.searchsorted(key, base + n) - a0)
+    cell_act = np.zeros(offsets[-1], np.float32)
+    cell_act[offsets[:-1][hit_ex] + key[hit] - base[hit_ex]] = act[hit]
     return pd.DataFrame(
         {
             "center": (pos - lo).astype(np.int32),

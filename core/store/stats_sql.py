@@ -33,18 +33,20 @@ FROM sae_acts a JOIN m USING (feature)
 GROUP BY ALL
 """
 
+# Top-n per feature as a top-n aggregate (max_by with n) rather than a window over every row:
+# ~5x faster. The struct key orders by act desc, then doc_id, pos asc; it is unique per row.
 TOP_EXAMPLES = """
-SELECT $sae AS sae_id, feature, 'top' AS kind, rank::INTEGER AS rank, NULL::INTEGER AS bin,
-       doc_id, pos, act
+SELECT $sae AS sae_id, feature, 'top' AS kind, generate_subscripts(l, 1)::INTEGER AS rank,
+       NULL::INTEGER AS bin, unnest(l, recursive := true)
 FROM (
-    SELECT feature, doc_id, pos, act,
-           row_number() OVER (PARTITION BY feature ORDER BY act DESC, doc_id, pos) AS rank
-    FROM sae_acts
+    SELECT feature,
+           max_by({doc_id: doc_id, pos: pos, act: act}, {a: act, d: -doc_id, p: -pos}, $n_top) AS l
+    FROM sae_acts GROUP BY feature
 )
-WHERE rank <= $n_top
 """
 
-# SAEDashboard interval samples: equal-width intervals of [0, max], a seeded random few from each.
+# SAEDashboard interval samples: equal-width intervals of [0, max], a seeded random few from each
+# (the lowest hashes, a bottom-n aggregate as in TOP_EXAMPLES).
 INTERVAL_EXAMPLES = """
 WITH m AS (SELECT feature, max(act)::DOUBLE AS mx FROM sae_acts GROUP BY feature),
 b AS (
@@ -53,10 +55,14 @@ b AS (
            hash(a.doc_id, a.pos, $seed) AS h
     FROM sae_acts a JOIN m USING (feature)
 )
-SELECT $sae AS sae_id, feature, 'interval' AS kind, (bin * $per_int + rank)::INTEGER AS rank, bin,
-       doc_id, pos, act
-FROM (SELECT *, row_number() OVER (PARTITION BY feature, bin ORDER BY h, doc_id, pos) AS rank FROM b)
-WHERE rank <= $per_int
+SELECT $sae AS sae_id, feature, 'interval' AS kind,
+       (bin * $per_int + generate_subscripts(l, 1))::INTEGER AS rank, bin,
+       unnest(l, recursive := true)
+FROM (
+    SELECT feature, bin,
+           min_by({doc_id: doc_id, pos: pos, act: act}, {h: h, d: doc_id, p: pos}, $per_int) AS l
+    FROM b GROUP BY feature, bin
+)
 """
 
 # Inputs of the example windows (built in numpy, core/build/stats.py): every token in

@@ -181,6 +181,7 @@ def write_rows(mm: np.memmap, x: torch.Tensor, spans: list[tuple[int, int]]) -> 
         at += n
 
 
+@torch.inference_mode()
 def run_capture(
     model: torch.nn.Module,
     ctxs: list[Context],

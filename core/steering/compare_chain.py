@@ -1,11 +1,13 @@
 """Single-layer vs whole-chain steering of one concept (METHODS §6), measured on the atlas.
 
 Picks the residual feature most specific to a corpus source (default: French Wikipedia) at the
-chain's first layer, follows its flow chain, and steers with (a) that feature alone and (b) every
-chain feature at once with the same per-layer strength. Prints the seed feature's activation on
-the generated text and the text's perplexity under the unsteered model, per strength.
+chain's first layer, follows its flow chain, and steers with (a) that feature alone, (b) every
+chain feature at once with the same per-layer strength, (c) the chain with a strength decaying as
+s·e^{α·l} and (d) the chain with s ÷ its length per layer (the same total as (a)). Prints the seed
+feature's activation on the generated text and the text's perplexity under the unsteered model.
 
     python -m core.steering.compare_chain [--atlas PATH] [--source wiki_fr] [--feature N]
+        [--alpha -0.7]
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def compare(
     prompt: str,
     n_tokens: int,
     feature: int | None = None,
+    alpha: float = -0.7,
 ) -> pd.DataFrame:
     at = Atlas(atlas)
     cur = at.cursor()
@@ -51,15 +54,20 @@ def compare(
     g = max(
         graphs, key=lambda g: len(g.chain)
     )  # the most source-specific feature with the longest chain
-    print(f"seed {g.seed.sae_id}:{g.seed.feature} chain {[(n.sae_id, n.feature) for n in g.chain]}")
+    nodes = [(c.sae_id, c.feature) for c in g.chain]
+    n = len(nodes)
+    print(f"seed {g.seed.sae_id}:{g.seed.feature} chain {nodes}")
     live = LiveModel.from_atlas(at)
     cfg = SamplingConfig(max_new_tokens=n_tokens, temperature=0.0)
-    rows = []
+    rows: list[dict[str, object]] = []
     for s in strengths:
-        single = [Intervention(g.seed.sae_id, g.seed.feature, strength=s)]
-        chain = from_chain(chain_spec([(n.sae_id, n.feature) for n in g.chain], s))
-        rows.append(_row(live, prompt, single, g.seed, cfg, "single", s))
-        rows.append(_row(live, prompt, chain, g.seed, cfg, f"chain x{len(chain)}", s))
+        modes: list[tuple[str, list[Intervention]]] = [
+            ("single", [Intervention(g.seed.sae_id, g.seed.feature, strength=s)]),
+            (f"chain x{n}", from_chain(chain_spec(nodes, s))),
+            (f"chain decay {alpha:g}", from_chain(chain_spec(nodes, s, "decay", alpha))),
+            (f"chain /{n}", from_chain(chain_spec(nodes, s / n))),
+        ]
+        rows += [_row(live, prompt, items, g.seed, cfg, mode, s) for mode, items in modes]
     return pd.DataFrame(rows)
 
 
@@ -73,9 +81,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prompt", default="The weather today is")
     p.add_argument("--tokens", type=int, default=24)
     p.add_argument("--feature", type=int, help="seed feature of the first residual SAE")
+    p.add_argument("--alpha", type=float, default=-0.7, help="decay per layer (e^-0.7 ≈ 1/2)")
     a = p.parse_args(argv)
     strengths = [float(x) for x in a.strengths.split(",")]
-    df = compare(a.atlas, a.source, strengths, a.prompt, a.tokens, a.feature)
+    df = compare(a.atlas, a.source, strengths, a.prompt, a.tokens, a.feature, a.alpha)
     with pd.option_context("display.width", 200, "display.max_colwidth", 70):
         print(df.to_string(index=False))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 Architecture = Literal["standard", "relu", "topk", "batchtopk", "jumprelu"]
@@ -174,3 +175,14 @@ class SAE(torch.nn.Module):
         """(d_sae, d_in) decoder rows scaled to unit norm."""
         W = self.W_dec.detach().float()
         return W / W.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+
+
+Array = torch.Tensor | np.ndarray
+
+
+def as_rows(acts: Array) -> torch.Tensor:
+    """Activations (N, d_in) as a tensor without autograd history (numpy arrays are shared)."""
+    t = torch.from_numpy(np.asarray(acts)) if isinstance(acts, np.ndarray) else acts
+    if t.ndim != 2:
+        raise ValueError(f"activations must be (N, d_in), got shape {tuple(t.shape)}")
+    return t.detach()

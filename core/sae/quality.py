@@ -5,22 +5,12 @@ at its site, against the clean model and against zero-ablating the site.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from core.model.hooks import TensorHook, hooked
 from core.model.sites import Site, site_module
-from core.sae.model import SAE
-
-Array = torch.Tensor | np.ndarray
-
-
-def _rows(acts: Array) -> torch.Tensor:
-    t = torch.from_numpy(np.asarray(acts)) if isinstance(acts, np.ndarray) else acts
-    if t.ndim != 2:
-        raise ValueError(f"activations must be (N, d_in), got shape {tuple(t.shape)}")
-    return t.detach()
+from core.sae.model import SAE, Array, as_rows
 
 
 def _device(sae: SAE) -> torch.device:
@@ -43,7 +33,7 @@ def reconstruction_metrics(sae: SAE, acts: Array, batch_size: int = 2048) -> dic
     FVU = Σ‖x − x̂‖² / Σ‖x − mean(x)‖² (one mean over all N tokens); L0 = mean number of
     active latents per token; dead_frac = fraction of latents never active on these tokens.
     """
-    x_all = _rows(acts)
+    x_all = as_rows(acts)
     dev = _device(sae)
     mean = _mean(x_all, batch_size).to(dev, torch.float32)  # no float64 on MPS
     sq_err = sq_tot = n_active = 0.0

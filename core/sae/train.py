@@ -23,14 +23,12 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from core.sae.model import SAE, SAEConfig
+from core.sae.model import SAE, Array, SAEConfig, as_rows
 
-Array = torch.Tensor | np.ndarray
 # CSR ops are stable for what we use (CSR @ dense, sampled_addmm); silence the beta notice.
 warnings.filterwarnings(
     "ignore", message="Sparse CSR tensor support is in beta", category=UserWarning
@@ -322,13 +320,6 @@ def init_params(sample: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) ->
     )
 
 
-def _as_tensor(acts: Array) -> torch.Tensor:
-    t = torch.from_numpy(np.asarray(acts)) if isinstance(acts, np.ndarray) else acts
-    if t.ndim != 2:
-        raise ValueError(f"activations must be (N, d_in), got shape {tuple(t.shape)}")
-    return t.detach()
-
-
 def _resolve_device(name: str) -> torch.device:
     if name != "auto":
         return torch.device(name)
@@ -357,7 +348,7 @@ def train_topk(
     acts: Array, cfg: TrainConfig, hook_name: str = "", progress: bool = True
 ) -> tuple[SAE, TrainLog]:
     """acts (N, d_in) float16/32 raw activations -> a TopK SAE on raw units, and its log."""
-    data = _as_tensor(acts)
+    data = as_rows(acts)
     N, d_in = data.shape
     dev = _resolve_device(cfg.device)
     gen = torch.Generator().manual_seed(cfg.seed)

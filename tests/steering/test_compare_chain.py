@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-import pytest
-
-from core.steering.chain import chain_spec
 from core.steering.compare_chain import compare
-
-
-def test_decay_and_split_schedules() -> None:
-    chain = [("L12/resid_post", 1), ("L13/resid_post", 2), ("L14/resid_post", 3)]
-    assert [c["strength"] for c in chain_spec(chain, 3.0)] == [3.0, 3.0, 3.0]
-    decay = [c["strength"] for c in chain_spec(chain, 2.0, "decay", -math.log(2))]
-    assert decay == pytest.approx([2.0, 1.0, 0.5])
 
 
 def test_compare_runs_every_mode_on_the_tiny_atlas(tiny_atlas: Path) -> None:

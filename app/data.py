@@ -1,34 +1,76 @@
-"""Cached query results for the pages: each wraps one function of `core.store.queries`.
+"""Every read of the atlas the pages make, cached: each wraps query functions of `core.store`.
 
 Keyed by the atlas key (path + mtime, see `state.atlas_key`) and the query's arguments. The
-atlas is immutable, so results never go stale; later pages add their wrappers here.
+atlas is immutable, so results never go stale. Defaults the build recorded (flow thresholds, the
+lobe count shown first) come from the run config stored in the atlas, falling back to the
+stage config's defaults for an atlas that lacks them. Pages only lay out what these return.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, TypeVar
 
 import pandas as pd
 import streamlit as st
 
 from app.state import cursor
-from core import export
-from core.store import explain_sql, geometry_sql
+from core import export, render
+from core.flow.chains import FlowGraph, Node, flow_graph
+from core.flow.config import FlowConfig
+from core.geometry.config import GeometryConfig
+from core.store import explain_sql, feature_sql, flow_sql, geometry_sql, overview_sql
 from core.store import queries as q
 
+C = TypeVar("C")
 
+
+# ---- the atlas as a whole ----------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=16)
 def overview(key: str) -> dict[str, Any]:
     with cursor(key) as cur:
-        return q.overview(cur)
+        return overview_sql.overview(cur)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def sae_table(key: str) -> pd.DataFrame:
     with cursor(key) as cur:
-        return q.sae_table(cur)
+        return overview_sql.sae_table(cur)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def run_config(key: str) -> dict[str, Any]:
+    """The build config the atlas recorded ({} when it has none)."""
+    with cursor(key) as cur:
+        run = overview_sql.run_info(cur)
+    config = (run or {}).get("config")
+    return config if isinstance(config, dict) else {}
+
+
+def _stage_config(key: str, stage: str, cls: type[C]) -> C:
+    """A stage's config as recorded in the atlas; its defaults where the record lacks a field
+    or holds one the dataclass rejects (an atlas built by another version)."""
+    saved = run_config(key).get(stage)
+    if not isinstance(saved, dict):
+        return cls()
+    names = set(inspect.signature(cls).parameters)
+    try:
+        return cls(**{k: v for k, v in saved.items() if k in names})
+    except (TypeError, ValueError):
+        return cls()
+
+
+def flow_config(key: str) -> FlowConfig:
+    """The flow stage's config the atlas was built with (thresholds the Flow page starts at)."""
+    return _stage_config(key, "flow", FlowConfig)
+
+
+def default_lobe_k(key: str) -> int:
+    """The lobe count the geometry stage showed by default when it built the atlas."""
+    return int(_stage_config(key, "geometry", GeometryConfig).default_k)
+
+
+# ---- feature rows ------------------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=16)
 def feature_columns(key: str) -> q.FeatureSource:
     with cursor(key) as cur:
@@ -50,12 +92,6 @@ def count_features(key: str, flt: q.FeatureFilter) -> int:
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def feature_page(key: str, sae_id: str, feature: int) -> dict[str, Any] | None:
-    with cursor(key) as cur:
-        return q.feature_page(cur, sae_id, feature)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
 def features_for_export(key: str, keys: tuple[tuple[str, int], ...]) -> pd.DataFrame:
     with cursor(key) as cur:
         return q.features_for_export(cur, list(keys))
@@ -80,15 +116,6 @@ def filtered_keys(
     return [(str(s), int(f)) for s, f in zip(df["sae_id"], df["feature"], strict=True)]
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def feature_explanations(key: str, sae_id: str, feature: int) -> pd.DataFrame:
-    """Every explanation of one feature with its scores (empty without an explanations table)."""
-    with cursor(key) as cur:
-        if not q.has_table(cur, "explanations"):
-            return pd.DataFrame()
-        return explain_sql.feature_explanations(cur, sae_id, feature)
-
-
 @st.cache_data(show_spinner=False, max_entries=128)
 def semantic_search(key: str, text: str, k: int, sae_ids: tuple[str, ...]) -> pd.DataFrame:
     """Features whose explanation is nearest in meaning to `text` (empty without embeddings)."""
@@ -102,6 +129,68 @@ def semantic_search(key: str, text: str, k: int, sae_ids: tuple[str, ...]) -> pd
         return explain_sql.semantic_search(cur, vec, k, list(sae_ids) or None)
 
 
+# ---- one feature -------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=256)
+def feature_page(key: str, sae_id: str, feature: int) -> dict[str, Any] | None:
+    with cursor(key) as cur:
+        return feature_sql.feature_page(cur, sae_id, feature)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def feature_explanations(key: str, sae_id: str, feature: int) -> pd.DataFrame:
+    """Every explanation of one feature with its scores (empty without an explanations table)."""
+    with cursor(key) as cur:
+        if not q.has_table(cur, "explanations"):
+            return pd.DataFrame()
+        return explain_sql.feature_explanations(cur, sae_id, feature)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def cooccurring(key: str, sae_id: str, feature: int) -> pd.DataFrame:
+    """Features firing in the same windows, by phi (empty without the geometry stage)."""
+    with cursor(key) as cur:
+        return geometry_sql.cooccurring(cur, sae_id, feature)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def feature_flow(key: str, sae_id: str, feature: int) -> dict[str, pd.DataFrame] | None:
+    """{'class', 'predecessors', 'successors'} of one feature, or None without the flow stage."""
+    with cursor(key) as cur:
+        if not q.has_table(cur, "flow_edges"):
+            return None
+        return {
+            "class": flow_sql.feature_class(cur, sae_id, feature),
+            "predecessors": flow_sql.predecessors(cur, sae_id, feature),
+            "successors": flow_sql.successors(cur, sae_id, feature),
+        }
+
+
+# ---- flow --------------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=16)
+def has_flow(key: str) -> bool:
+    with cursor(key) as cur:
+        return flow_sql.has_flow(cur)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def flow_chain(key: str, sae_id: str, feature: int, min_r: float, min_module: float) -> FlowGraph:
+    """The feature's chain across layers with the module features feeding it (see flow_graph)."""
+    with cursor(key) as cur:
+        return flow_graph(cur, Node(sae_id, feature), min_r, min_module)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def flow_summaries(key: str) -> dict[str, pd.DataFrame]:
+    """Per-layer class shares, score histograms and the co-firing check."""
+    with cursor(key) as cur:
+        return {
+            "shares": flow_sql.class_shares(cur),
+            "hist": flow_sql.score_hist(cur),
+            "validation": flow_sql.validation(cur),
+        }
+
+
+# ---- geometry: map and lobes -------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=16)
 def geometry_overview(key: str) -> tuple[bool, pd.DataFrame, list[int]]:
     """Whether the atlas has the geometry stage, its SAEs and the stored lobe counts k."""
@@ -109,3 +198,66 @@ def geometry_overview(key: str) -> tuple[bool, pd.DataFrame, list[int]]:
         if not geometry_sql.has_geometry(cur):
             return False, pd.DataFrame(), []
         return True, geometry_sql.geometry_saes(cur), geometry_sql.lobe_ks(cur)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def map_points(
+    key: str, sae_ids: tuple[str, ...], joint: bool, k: int, limit: int
+) -> tuple[pd.DataFrame, int]:
+    """Up to `limit` points of the map with their escaped hover label, and how many there are.
+
+    The labels are built here, once per query, not on every rerun (there can be 200k)."""
+    with cursor(key) as cur:
+        total = geometry_sql.map_count(cur, list(sae_ids), joint)
+        df = geometry_sql.map_points(cur, list(sae_ids), joint, k, limit)
+    expl = df["explanation"] if "explanation" in df else pd.Series([None] * len(df))
+    df["hover"] = [
+        render.feature_label(
+            str(r.sae_id), int(r.feature), e, r.top_tokens, note=f" · lobe {int(r.lobe)}"
+        )
+        for r, e in zip(df.itertuples(index=False), expl, strict=True)
+    ]
+    return df, total
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def lobe_rows(key: str, sae_id: str, k: int) -> pd.DataFrame:
+    """Lobes with a short description of their hubs (explanation when present, else tokens)."""
+    with cursor(key) as cur:
+        lobes = geometry_sql.lobe_list(cur, sae_id, k)
+        hubs = [(sae_id, int(f)) for fs in lobes["top_features"] for f in list(fs)[:3]]
+        rows = q.features_for_export(cur, hubs)
+    desc = {int(r["feature"]): _describe(r) for r in rows.to_dict("records")}
+    lobes["hubs"] = [
+        " · ".join(f"#{int(f)} {desc.get(int(f), '')}" for f in list(fs)[:3])
+        for fs in lobes["top_features"]
+    ]
+    return lobes
+
+
+def _describe(row: dict[str, Any]) -> str:
+    e = row.get("explanation")
+    if isinstance(e, str) and e:
+        return e[:60]
+    toks = row.get("top_tokens")
+    return ", ".join(repr(str(t)) for t in list(toks)[:3]) if toks is not None else ""
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def lobe_function(key: str, sae_id: str, k: int, facet: str) -> pd.DataFrame:
+    """Windows won by each lobe per document `facet` value (source, topic, language)."""
+    with cursor(key) as cur:
+        return geometry_sql.lobe_function(cur, sae_id, k, facet)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def lobe_members(key: str, sae_id: str, k: int, lobe: int) -> list[tuple[str, int]]:
+    with cursor(key) as cur:
+        return geometry_sql.lobe_members(cur, sae_id, k, lobe)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def layer_stats(key: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Geometry metrics of every SAE and the eigenvalue spectra of their decoders."""
+    with cursor(key) as cur:
+        return geometry_sql.metrics(cur), geometry_sql.spectra(cur)

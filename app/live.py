@@ -14,9 +14,6 @@ import streamlit as st
 from app import data
 from core.steering.live import LiveModel
 
-STEERING_PAGE = "app_pages/steering.py"
-PROMPT_SEARCH_PAGE = "app_pages/prompt_search.py"
-
 
 @st.cache_resource(show_spinner="Loading the model and its SAEs…", max_entries=1)
 def _live(key: str) -> LiveModel:

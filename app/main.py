@@ -28,7 +28,6 @@ PAGES: list[st.Page] = [
     st.Page("app_pages/prompt_search.py", title="Prompt search", icon=":material/manage_search:"),
     st.Page("app_pages/map.py", title="Map", icon=":material/scatter_plot:"),
     st.Page("app_pages/lobes.py", title="Lobes", icon=":material/hub:"),
-    # Later pages, e.g.: st.Page("app_pages/map.py", title="Map", icon=":material/scatter_plot:"),
 ]
 
 st.set_page_config(page_title="SAE Atlas", page_icon=":material/hub:", layout="wide")

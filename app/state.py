@@ -19,7 +19,7 @@ import streamlit as st
 
 from core.paths import default_atlas_path
 from core.store.atlas import Atlas, AtlasError
-from core.store.queries import Cursor
+from core.store.db import Cursor
 from core.workspace import Workspace, default_workspace_path
 
 BUILD_COMMAND = "sae-atlas build"

@@ -12,6 +12,8 @@ from core.workspace import Workspace, WorkspaceError
 
 FEATURE_PAGE = "app_pages/feature.py"
 """Path of the feature page relative to app/main.py (what st.page_link / switch_page take)."""
+FLOW_PAGE = "app_pages/flow.py"
+STEERING_PAGE = "app_pages/steering.py"
 
 _INT = re.compile(r"^\d{1,10}$")
 _NEW_SET = "(new set)"
@@ -87,14 +89,13 @@ def _add(ws: Workspace, keys: Keys, choice: str, new_name: str) -> str | None:
     """Adds and returns the confirmation, or shows the error and returns None."""
     try:
         if new_name.strip() or choice == _NEW_SET:  # a typed name always means a new set
-            set_id = ws.create_set(new_name)
-            name = " ".join(new_name.split())
+            set_id = ws.create_set(new_name, keys)  # the set and its members: one transaction
+            name, added = " ".join(new_name.split()), len(ws.members(set_id))
         else:
             found = ws.get_set(choice)
             if found is None:
                 raise WorkspaceError(f"the set {choice!r} no longer exists")
-            set_id, name = found.set_id, found.name
-        added = ws.add_features(set_id, keys)
+            name, added = found.name, ws.add_features(found.set_id, keys)
     except WorkspaceError as err:
         st.error(str(err))
         return None

@@ -1,4 +1,4 @@
-"""`sae-atlas`: build an atlas, serve the app, run the benchmark."""
+"""`sae-atlas`: build an atlas, (re)explain its features, serve the app."""
 
 from __future__ import annotations
 
@@ -8,80 +8,115 @@ import subprocess
 import sys
 from pathlib import Path
 
+from core.config_help import (
+    add_field_option,
+    apply_overrides,
+    describe,
+    field_help,
+    field_types,
+    parse_assignment,
+)
 from core.explain.cli import add_explain_parser, cmd_explain
 from core.paths import REPO_ROOT, default_atlas_path
+from core.pipeline.config import BuildConfig, SaeSpec, default_profile, tiny_profile
+from core.pipeline.stages import STAGE_NAMES
+
+# Options that set one field of the build config: (flag, section, field). Their help is the
+# field's docstring; unset, they leave the profile's value.
+_BUILD_OPTIONS = (
+    ("--model", "model", "spec"),
+    ("--device", "model", "device"),
+    ("--corpus", "corpus", "spec"),
+    ("--tokens", "corpus", "n_tokens"),
+    ("--d-sae", "train", "d_sae"),
+    ("--k", "train", "k"),
+)
 
 
-def _build_parser(sub: argparse._SubParsersAction) -> None:
-    b = sub.add_parser("build", help="build an atlas (default: the offline SmolLM2 profile)")
-    b.add_argument("--profile", choices=["default", "tiny"], default="default")
-    b.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="atlas file (default data/atlases/default/atlas.duckdb)",
-    )
-    b.add_argument("--model", default=None, help="'default', a folder, a .gguf file or a hub id")
-    b.add_argument(
-        "--corpus", default=None, help="'default', txt/jsonl/parquet file or folder, hf:<name>"
+def add_build_parser(sub: argparse._SubParsersAction) -> None:
+    b = sub.add_parser(
+        "build",
+        help="build an atlas (default: the offline SmolLM2 profile)",
+        description="Build an atlas. Every value not given keeps the profile's; the defaults "
+        "shown are the default profile's (the library's BuildConfig defaults).",
     )
     b.add_argument(
-        "--tokens", type=int, default=None, help="corpus tokens to run through the model"
+        "--profile",
+        choices=["default", "tiny"],
+        default="default",
+        help="default: the full offline build; tiny: a small, fast build for tests",
     )
+    b.add_argument("--out", type=Path, default=None, help=field_help(BuildConfig, "out", None))
+    for flag, section, name in _BUILD_OPTIONS:
+        cls = field_types(BuildConfig)[section]
+        add_field_option(b, cls, name, flag=flag, dest=f"{section}.{name}", unset=True)
     b.add_argument(
         "--sae",
         action="append",
         default=[],
         metavar="SITE[=PATH]",
-        help="an SAE site, e.g. L12/resid_post=path/to/sae (no PATH: train one); repeatable",
+        help=f"repeatable; replaces the profile's SAEs. SITE: {field_help(SaeSpec, 'site')} "
+        f"PATH: {field_help(SaeSpec, 'path')}",
+    )
+    add_field_option(b, SaeSpec, "format", flag="--sae-format", dest="sae_format")
+    b.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="any other config field, e.g. train.epochs=2 or geometry.window=32; repeatable "
+        "(--show-config lists them all)",
     )
     b.add_argument(
-        "--sae-format", default=None, help="saelens | sparsify | gemmascope | llamascope"
+        "--show-config",
+        action="store_true",
+        help="print the resulting config with each field's documentation, and exit",
     )
-    b.add_argument("--d-sae", type=int, default=None, help="latents of trained SAEs")
-    b.add_argument("--k", type=int, default=None, help="k of trained TopK SAEs")
-    b.add_argument("--device", default=None, help="auto | cpu | cuda | mps")
     b.add_argument(
-        "--overwrite", default="", help="comma-separated stages to re-run (and all after)"
+        "--overwrite",
+        default="",
+        metavar="STAGE,...",
+        help=f"stages to re-run, each with all after it: {', '.join(STAGE_NAMES)}",
     )
 
 
-def _config(args: argparse.Namespace):  # noqa: ANN202
-    from core.build.config import SaeSpec, default_profile, tiny_profile
-
-    out = str(args.out or default_atlas_path())
-    cfg = default_profile(out) if args.profile == "default" else tiny_profile(out)
-    if args.model:
-        cfg.model.spec = args.model
-    if args.corpus:
-        cfg.corpus.spec = args.corpus
-    if args.tokens:
-        cfg.corpus.n_tokens = args.tokens
-    if args.device:
-        cfg.model.device = args.device
-    if args.d_sae:
-        cfg.train.d_sae = args.d_sae
-    if args.k:
-        cfg.train.k = args.k
+def build_config(args: argparse.Namespace) -> BuildConfig:
+    """The profile with the command line applied; ValueError (SiteError) for impossible values."""
+    out = str(args.out) if args.out else None
+    if args.profile == "tiny":
+        cfg = tiny_profile(out or str(default_atlas_path()))
+    else:
+        cfg = default_profile(out)
+    overrides = {
+        f"{section}.{name}": vars(args)[f"{section}.{name}"]
+        for _, section, name in _BUILD_OPTIONS
+        if vars(args)[f"{section}.{name}"] is not None
+    }
+    overrides.update(parse_assignment(BuildConfig, item) for item in args.set)
+    if args.sae_format and not args.sae:
+        raise ValueError("--sae-format applies to the SAEs given with --sae; none were given")
     if args.sae:
-        cfg.saes = []
-        for item in args.sae:
-            site, _, path = item.partition("=")
-            cfg.saes.append(SaeSpec(site=site, path=path or None, format=args.sae_format))
-    return cfg
+        overrides["saes"] = [_sae_spec(item, args.sae_format) for item in args.sae]
+    return apply_overrides(cfg, overrides)
+
+
+def _sae_spec(item: str, fmt: str | None) -> SaeSpec:
+    site, _, path = item.partition("=")
+    return SaeSpec(site=site, path=path or None, format=fmt)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from core.build.pipeline import build
     from core.corpus import CorpusError
-    from core.model.sites import SiteError
+    from core.pipeline.run import build
     from core.sae.model import SAEError
 
-    cfg = _config(args)
-    stages = {s.strip() for s in args.overwrite.split(",") if s.strip()}
     try:
-        path = build(cfg, overwrite=stages)
-    except (SAEError, SiteError, CorpusError, ValueError) as err:
+        cfg = build_config(args)  # every value is checked before anything loads
+        if args.show_config:
+            print("\n".join(describe(cfg)))
+            return 0
+        path = build(cfg, overwrite={s.strip() for s in args.overwrite.split(",") if s.strip()})
+    except (SAEError, CorpusError, ValueError) as err:
         print(f"sae-atlas build: error: {err}", file=sys.stderr)
         return 2
     print(f"atlas written to {path}")
@@ -107,7 +142,7 @@ def cmd_app(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sae-atlas", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    _build_parser(sub)
+    add_build_parser(sub)
     add_explain_parser(sub)
     a = sub.add_parser("app", help="serve the Streamlit app over an atlas")
     a.add_argument("--atlas", type=Path, default=None)

@@ -15,6 +15,7 @@ import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from core.store import queries
+from core.store.db import Cursor
 
 LEADING_COLUMNS: tuple[str, ...] = (
     "sae_id",
@@ -64,13 +65,13 @@ def to_csv_bytes(rows: pd.DataFrame) -> bytes:
     return export_frame(rows).to_csv(index=False).encode("utf-8")
 
 
-def features_csv(cur: queries.Cursor, keys: list[tuple[str, int]]) -> bytes:
+def features_csv(cur: Cursor, keys: list[tuple[str, int]]) -> bytes:
     """A feature set as CSV: one row per (sae_id, feature) key, in the set's order."""
     return to_csv_bytes(queries.features_for_export(cur, keys))
 
 
 def filtered_csv(
-    cur: queries.Cursor, flt: queries.FeatureFilter, sort: str, desc: bool, limit: int = 100_000
+    cur: Cursor, flt: queries.FeatureFilter, sort: str, desc: bool, limit: int = 100_000
 ) -> bytes:
     """The filtered Features table as CSV (at most `limit` rows, in table order)."""
     rows = queries.search_features(cur, flt, sort=sort, desc=desc, limit=limit, offset=0)

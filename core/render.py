@@ -9,6 +9,8 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
+import numpy as np
+
 HIGHLIGHT_RGB = (234, 88, 12)
 """Orange, the usual colour of feature activations on Neuronpedia / SAEDashboard."""
 
@@ -99,3 +101,36 @@ def token_chips(
 def text_block(text: str) -> str:
     """Escaped free text (an explanation) as a paragraph."""
     return f'<p style="font-size:1.05rem;margin:0.2rem 0;">{html.escape(text)}</p>'
+
+
+def plot_text(text: str) -> str:
+    """Text for a plotly label or hover (plotly renders a subset of HTML in both), escaped."""
+    return html.escape(text)
+
+
+def feature_label(
+    sae_id: str | None,
+    feature: int,
+    explanation: object = None,
+    top_tokens: object = None,
+    *,
+    note: str = "",
+    details: Sequence[str] = (),
+    max_chars: int = 90,
+    n_tokens: int = 5,
+) -> str:
+    """Hover label of one feature for a plotly chart, one line each: the key ('<b>sae · n</b>',
+    or '#n' without an SAE) and `note`, the explanation, `details`, the top tokens.
+
+    Every piece of text is escaped: explanations come from LLMs and tokens from the corpus.
+    """
+    head = f"<b>{html.escape(sae_id)} · {int(feature)}</b>" if sae_id else f"#{int(feature)}"
+    lines = [head + html.escape(note)]
+    if isinstance(explanation, str) and explanation:
+        lines.append(html.escape(explanation[:max_chars]))
+    lines += [html.escape(d) for d in details]
+    # a list cell from DuckDB: a list or numpy array, None / NaN where the row is missing
+    tops = list(top_tokens) if isinstance(top_tokens, Sequence | np.ndarray) else []
+    if tops:
+        lines.append("top: " + html.escape(", ".join(repr(str(t)) for t in tops[:n_tokens])))
+    return "<br>".join(lines)

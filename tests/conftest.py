@@ -31,8 +31,37 @@ def tiny_atlas(tmp_path_factory: pytest.TempPathFactory) -> Path:
     reuse = os.environ.get("SAE_ATLAS_TEST_ATLAS")
     if reuse:
         return Path(reuse)
-    from core.build.config import tiny_profile
-    from core.build.pipeline import build
+    from core.pipeline.config import tiny_profile
+    from core.pipeline.run import build
 
     out = tmp_path_factory.mktemp("atlas") / "atlas.duckdb"
     return build(tiny_profile(str(out)))
+
+
+# ---- every test file under tests/ must be collected ------------------------------------------
+# pytest silently skips folders named like build output (`build`, `dist`, `venv`, …; its
+# `norecursedirs`), and a test file whose name pytest does not match is never run. When the
+# whole suite runs (no paths given), a test file that was not collected fails the run.
+_collected: set[Path] = set()
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    _collected.add(Path(item.path).resolve())
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.invocation_params.args and any(
+        not a.startswith("-") for a in session.config.invocation_params.args
+    ):
+        return  # a chosen subset: only the whole suite must cover every file
+    root = Path(__file__).resolve().parent
+    missing = sorted(
+        p.relative_to(root.parent)
+        for p in root.rglob("test*.py")
+        if p.resolve() not in _collected and "__pycache__" not in p.parts
+    )
+    if missing:
+        raise pytest.UsageError(
+            "test files under tests/ that pytest did not collect (a skipped folder name, or "
+            "no test in them): " + ", ".join(map(str, missing))
+        )

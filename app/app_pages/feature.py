@@ -16,7 +16,6 @@ import streamlit as st
 
 from app import data, state, widgets
 from core import render
-from core.store import flow_sql, geometry_sql, queries
 
 SCORE_PREFIXES = ("score", "detection", "fuzzing")
 
@@ -182,8 +181,7 @@ def neighbours_section(nb: pd.DataFrame, sae_id: str) -> None:
 def cooccurring_section(key: str, sae_id: str, feature: int) -> None:
     st.markdown("#### Co-occurring features")
     st.caption("fire in the same token windows (phi coefficient)")
-    with state.cursor(key) as cur:
-        co = geometry_sql.cooccurring(cur, sae_id, feature)
+    co = data.cooccurring(key, sae_id, feature)
     if co.empty:
         st.caption("No co-occurrence data for this feature.")
         return
@@ -200,13 +198,11 @@ def cooccurring_section(key: str, sae_id: str, feature: int) -> None:
 def flow_section(key: str, sae_id: str, feature: int) -> None:
     """Class, best predecessor per kind and best successor; links to Flow and Steering."""
     st.markdown("#### Flow across layers")
-    with state.cursor(key) as cur:
-        if not queries.has_table(cur, "flow_edges"):
-            st.caption("This atlas has no flow stage.")
-            return
-        cls = flow_sql.feature_class(cur, sae_id, feature)
-        pred = flow_sql.predecessors(cur, sae_id, feature)
-        succ = flow_sql.successors(cur, sae_id, feature)
+    flow = data.feature_flow(key, sae_id, feature)
+    if flow is None:
+        st.caption("This atlas has no flow stage.")
+        return
+    cls, pred, succ = flow["class"], flow["predecessors"], flow["successors"]
     if not cls.empty and cls["flow_class"].iloc[0] is not None:
         st.markdown(f"class: **{html.escape(str(cls['flow_class'].iloc[0]))}**")
     for title, df, side in (("from", pred, "src"), ("to", succ, "dst")):
@@ -219,8 +215,8 @@ def flow_section(key: str, sae_id: str, feature: int) -> None:
             )
     c = st.columns(2)
     params = widgets.feature_params(sae_id, feature)
-    c[0].page_link("app_pages/flow.py", label="Open in Flow", query_params=params)
-    c[1].page_link("app_pages/steering.py", label="Steer with this", query_params=params)
+    c[0].page_link(widgets.FLOW_PAGE, label="Open in Flow", query_params=params)
+    c[1].page_link(widgets.STEERING_PAGE, label="Steer with this", query_params=params)
 
 
 def _as_list(value: Any) -> list[str]:

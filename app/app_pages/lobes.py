@@ -10,8 +10,6 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import data, state, widgets
-from core.store import geometry_sql as gsql
-from core.store import queries as q
 
 FACETS = {"source": "Source", "topic": "Topic", "language": "Language"}
 STAT_NAMES = {
@@ -34,52 +32,10 @@ NUM = {
 }  # fmt: skip
 
 
-# ---- cached reads ------------------------------------------------------------------------------
-@st.cache_data(show_spinner=False, max_entries=64)
-def lobe_rows(key: str, sae_id: str, k: int) -> pd.DataFrame:
-    """Lobes with a short description of their hubs (explanation when present, else tokens)."""
-    with state.cursor(key) as cur:
-        lobes = gsql.lobe_list(cur, sae_id, k)
-        hubs = [(sae_id, int(f)) for fs in lobes["top_features"] for f in list(fs)[:3]]
-        rows = q.features_for_export(cur, hubs)
-    desc = {int(r["feature"]): _describe(r) for r in rows.to_dict("records")}
-    lobes["hubs"] = [
-        " · ".join(f"#{int(f)} {desc.get(int(f), '')}" for f in list(fs)[:3])
-        for fs in lobes["top_features"]
-    ]
-    return lobes
-
-
-def _describe(row: dict) -> str:
-    e = row.get("explanation")
-    if isinstance(e, str) and e:
-        return e[:60]
-    toks = row.get("top_tokens")
-    return ", ".join(repr(str(t)) for t in list(toks)[:3]) if toks is not None else ""
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def function_table(key: str, sae_id: str, k: int, facet: str) -> pd.DataFrame:
-    with state.cursor(key) as cur:
-        return gsql.lobe_function(cur, sae_id, k, facet)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def layer_stats(key: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    with state.cursor(key) as cur:
-        return gsql.metrics(cur), gsql.spectra(cur)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def members(key: str, sae_id: str, k: int, lobe: int) -> list[tuple[str, int]]:
-    with state.cursor(key) as cur:
-        return gsql.lobe_members(cur, sae_id, k, lobe)
-
-
 # ---- sections ----------------------------------------------------------------------------------
 def lobe_section(key: str, sae_id: str, k: int) -> None:
     st.subheader("Lobes")
-    df = lobe_rows(key, sae_id, k)
+    df = data.lobe_rows(key, sae_id, k)
     never = df[df["lobe"] < 0]
     show = df[df["lobe"] >= 0][["lobe", "size", "n_windows_won", "top_tokens", "hubs"]]
     st.dataframe(show, hide_index=True, width="stretch", column_config=LOBE_COLUMNS)
@@ -88,7 +44,7 @@ def lobe_section(key: str, sae_id: str, k: int) -> None:
     c = st.columns([1, 4])
     lobe = c[0].selectbox("Lobe", show["lobe"].tolist(), key="lobes-pick")
     with c[1]:
-        keys = members(key, sae_id, k, int(lobe))
+        keys = data.lobe_members(key, sae_id, k, int(lobe))
         st.caption(f"Add the {len(keys):,} features of lobe {lobe} to a feature set")
         widgets.add_to_set(state.workspace(), keys, key="lobes-add", label="Add lobe")
 
@@ -97,7 +53,7 @@ def function_section(key: str, sae_id: str, k: int) -> None:
     st.subheader("What lights each lobe up")
     facet = st.radio("Documents by", list(FACETS), format_func=FACETS.get, horizontal=True,
                      key="lobes-facet")  # fmt: skip
-    df = function_table(key, sae_id, k, facet)
+    df = data.lobe_function(key, sae_id, k, facet)
     if df.empty:
         st.caption("No window had an active lobe feature.")
         return
@@ -197,11 +153,12 @@ def main() -> None:
     wanted = st.query_params.get("sae")
     sae_id = c[0].selectbox("SAE", ids, index=ids.index(wanted) if wanted in ids else 0,
                             key="lobes-sae")  # fmt: skip
-    default = ks.index(8) if 8 in ks else len(ks) // 2
+    default_k = data.default_lobe_k(key)
+    default = ks.index(default_k) if default_k in ks else len(ks) // 2
     k = int(c[1].selectbox("Lobes", ks, index=default, key="lobes-k"))
     lobe_section(key, sae_id, k)
     function_section(key, sae_id, k)
-    metrics, spectra = layer_stats(key)
+    metrics, spectra = data.layer_stats(key)
     spatial_section(metrics, sae_id)
     spectrum_section(metrics, spectra)
 

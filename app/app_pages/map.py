@@ -7,7 +7,6 @@ the page draws a fixed pseudo-random sample (WebGL stays responsive) and says so
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,6 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import data, state, widgets
-from core.store import geometry_sql as gsql
 
 DEFAULT_POINTS = 50_000
 MAX_POINTS = 200_000
@@ -27,34 +25,7 @@ LOBE_COLOURS = [
 NEVER = "#d1d5db"
 
 
-# ---- cached reads ------------------------------------------------------------------------------
-@st.cache_data(show_spinner=False, max_entries=32)
-def points(
-    key: str, sae_ids: tuple[str, ...], joint: bool, k: int, limit: int
-) -> tuple[pd.DataFrame, int]:
-    with state.cursor(key) as cur:
-        total = gsql.map_count(cur, list(sae_ids), joint)
-        df = gsql.map_points(cur, list(sae_ids), joint, k, limit)
-    df["hover"] = hover_text(df)  # built once per query, not on every rerun
-    return df, total
-
-
 # ---- figure ------------------------------------------------------------------------------------
-def hover_text(df: pd.DataFrame) -> list[str]:
-    """Escaped hover lines: key, lobe, explanation (when the atlas has one), top tokens."""
-    expl = df["explanation"] if "explanation" in df else pd.Series([None] * len(df))
-    out = []
-    for r, e in zip(df.itertuples(index=False), expl, strict=True):
-        lines = [f"<b>{html.escape(str(r.sae_id))} · {int(r.feature)}</b> · lobe {int(r.lobe)}"]
-        if isinstance(e, str) and e:
-            lines.append(html.escape(e[:90]))
-        toks = r.top_tokens if r.top_tokens is not None else []
-        if len(toks):
-            lines.append("top: " + html.escape(", ".join(repr(str(t)) for t in list(toks)[:5])))
-        out.append("<br>".join(lines))
-    return out
-
-
 def _trace(df: pd.DataFrame, name: str, size: float, **marker: Any) -> go.Scattergl:
     return go.Scattergl(
         x=df["x"], y=df["y"], mode="markers", name=name, hovertext=df["hover"],
@@ -111,7 +82,9 @@ def act_on(keys: list[tuple[str, int]], area: bool) -> None:
 
 
 # ---- page --------------------------------------------------------------------------------------
-def controls(saes: pd.DataFrame, ks: list[int]) -> tuple[tuple[str, ...], bool, str, int, int]:
+def controls(
+    saes: pd.DataFrame, ks: list[int], default_k: int
+) -> tuple[tuple[str, ...], bool, str, int, int]:
     c = st.columns([2, 3, 2, 1, 2])
     joint_ids = saes.loc[saes["joint"], "sae_id"].tolist()
     modes = (["joint (residual layers)"] if joint_ids else []) + ["one SAE"]
@@ -123,7 +96,8 @@ def controls(saes: pd.DataFrame, ks: list[int]) -> tuple[tuple[str, ...], bool, 
     colour = c[2].radio(
         "Colour by", ["lobe", "layer", "density"], horizontal=True, key="map-colour"
     )
-    k = c[3].selectbox("Lobes", ks, index=ks.index(8) if 8 in ks else len(ks) // 2, key="map-k")
+    first = ks.index(default_k) if default_k in ks else len(ks) // 2
+    k = c[3].selectbox("Lobes", ks, index=first, key="map-k")
     limit = c[4].select_slider(
         "Points drawn at most", [10_000, 20_000, DEFAULT_POINTS, 100_000, MAX_POINTS],
         value=DEFAULT_POINTS, key="map-limit",
@@ -140,11 +114,11 @@ def main() -> None:
             "This atlas has no geometry yet. Add it with `sae-atlas build --overwrite geometry`."
         )
         return
-    ids, joint, colour, k, limit = controls(saes, ks)
+    ids, joint, colour, k, limit = controls(saes, ks, data.default_lobe_k(key))
     if not ids:
         st.warning("Pick at least one SAE.")
         return
-    df, total = points(key, ids, joint, k, limit)
+    df, total = data.map_points(key, ids, joint, k, limit)
     if total > len(df):
         st.caption(
             f"Showing a fixed random sample of {len(df):,} of {total:,} features — the browser "

@@ -15,7 +15,7 @@ import streamlit as st
 
 from app import state, widgets
 from app.live import busy_note, d_sae, describe, live_model
-from core.render import visible_token
+from core.render import feature_label, plot_text, visible_token
 from core.steering.interventions import SteeringError
 from core.steering.prompt_search import PromptSearch
 
@@ -41,7 +41,7 @@ def token_grid(toks: pd.DataFrame, tokens: list[str], sae_id: str) -> int | None
             x=[p % PER_ROW for p in pos],
             y=[-(p // PER_ROW) for p in pos],
             mode="markers+text",
-            text=[visible_token(t)[:8] for t in tokens],
+            text=[plot_text(visible_token(t)[:8]) for t in tokens],
             hovertext=hover,
             hoverinfo="text",
             customdata=pos,
@@ -70,15 +70,15 @@ def token_grid(toks: pd.DataFrame, tokens: list[str], sae_id: str) -> int | None
 
 
 def _hover(rows: pd.DataFrame, token: str) -> str:
-    head = f"<b>{_esc(visible_token(token))}</b>"
+    """The token in bold, then one line per feature firing on it (all text escaped)."""
+    head = f"<b>{plot_text(visible_token(token))}</b>"
     if rows.empty:
         return head + "<br>no feature fires"
-    lines = [f"#{int(r.feature)}  {r.act:.2f}  ({r.rel:.0%} of max)" for r in rows.itertuples()]
+    lines = [
+        feature_label(None, int(r.feature), note=f"  {r.act:.2f}  ({r.rel:.0%} of max)")
+        for r in rows.itertuples()
+    ]
     return head + "<br>" + "<br>".join(lines)
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def with_links(key: str, df: pd.DataFrame) -> pd.DataFrame:

@@ -9,19 +9,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from core.explain.config import EXPLAINERS, ExplainConfig
+from core.config_help import add_field_option
+from core.explain.config import EMBED_DTYPES, EXPLAINERS, ExplainConfig
 from core.store import explain_sql as sql
-from core.store.atlas import AtlasWriter, define_activations_view
+from core.store.atlas import AtlasWriter
+from core.store.runs import define_activations_view, latest_run
 from core.workspace import default_workspace_path
 
 
 def add_explain_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("explain", help="(re)explain and score features of a built atlas")
+    p = subparsers.add_parser(
+        "explain",
+        help="(re)explain and score features of a built atlas",
+        description="(Re)explain and score a chosen subset of an atlas's features. The options "
+        "after the selection set the fields of the explain config.",
+    )
     p.add_argument(
         "--atlas", type=Path, default=None, help="atlas file (default: the default atlas)"
     )
@@ -48,42 +56,20 @@ def add_explain_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--sae", action="append", default=[], metavar="ID", help="restrict to an SAE; repeatable"
     )
-    p.add_argument("--explainer", choices=EXPLAINERS, default="statistical")
-    p.add_argument(
-        "--base-url", default=None, help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL)"
-    )
-    p.add_argument("--model", default=None, help="chat model (openai) or model spec (local)")
-    p.add_argument(
-        "--api-key-env", default="OPENAI_API_KEY", help="environment variable with the key"
-    )
-    p.add_argument("--concurrency", type=int, default=8, help="simultaneous requests")
-    p.add_argument(
-        "--device", default="auto", help="auto | cpu | cuda | mps (embeddings, local model)"
-    )
-    p.add_argument("--no-llm-scores", action="store_true", help="skip detection/fuzzing scoring")
-    p.add_argument(
-        "--price-in", type=float, default=0.0, help="USD per 1M prompt tokens (cost summary)"
-    )
-    p.add_argument("--price-out", type=float, default=0.0, help="USD per 1M completion tokens")
     p.add_argument(
         "--overwrite",
         action="store_true",
         help="re-explain features that already have an explanation from this back-end",
     )
+    group = p.add_argument_group("explain config")
+    choices = {"explainer": EXPLAINERS, "embed_dtype": EMBED_DTYPES}
+    for f in fields(ExplainConfig):
+        add_field_option(group, ExplainConfig, f.name, choices=choices.get(f.name))
 
 
 def config_from_args(args: argparse.Namespace) -> ExplainConfig:
-    return ExplainConfig(
-        explainer=args.explainer,
-        base_url=args.base_url,
-        model=args.model,
-        api_key_env=args.api_key_env,
-        concurrency=args.concurrency,
-        device=args.device,
-        llm_scores=not args.no_llm_scores,
-        price_in=args.price_in,
-        price_out=args.price_out,
-    )
+    """The explain config the options set; ValueError for impossible values."""
+    return ExplainConfig(**{f.name: getattr(args, f.name) for f in fields(ExplainConfig)})
 
 
 def select_features(
@@ -102,8 +88,10 @@ def select_features(
     if not spec:
         return saes, None
     if spec.startswith("top-"):
-        df = sql.top_by_density(con, int(spec.removeprefix("top-")), saes)
-        return saes, _group(df)
+        n = spec.removeprefix("top-")
+        if not n.isdigit() or int(n) < 1:
+            raise ValueError(f"--features: expected top-N with N >= 1, got {spec!r}")
+        return saes, _group(sql.top_by_density(con, int(n), saes))
     sae_id, _, ids = spec.rpartition(":")
     if sae_id not in known:
         raise ValueError(
@@ -115,7 +103,7 @@ def select_features(
 def _from_set(
     workspace: Path, name: str, saes: list[str]
 ) -> tuple[list[str], dict[str, list[int]]]:
-    """The members of the app's feature set `name` (core.workspace schema), read-only."""
+    """The members of the app's feature set `name`, read-only from the workspace file."""
     if not workspace.exists():
         raise ValueError(f"no workspace at {workspace} (pass --workspace)")
     try:
@@ -123,11 +111,7 @@ def _from_set(
     except duckdb.Error as e:  # e.g. the app holds it open for writing
         raise ValueError(f"cannot open the workspace {workspace}: {e}") from e
     try:
-        df = con.execute(
-            "SELECT DISTINCT m.sae_id, m.feature FROM set_members m "
-            "JOIN feature_sets s USING (set_id) WHERE s.name = ?",
-            [name],
-        ).df()
+        df = sql.feature_set_members(con, name)
     except duckdb.Error as e:
         raise ValueError(f"cannot read feature set {name!r} from {workspace}: {e}") from e
     finally:
@@ -149,31 +133,29 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from core.paths import default_atlas_path
 
     atlas = Path(args.atlas or default_atlas_path())
+    try:
+        cfg = config_from_args(args)  # checked before the atlas is copied
+    except ValueError as err:
+        return _error(str(err))
     if not atlas.exists():
-        print(f"sae-atlas explain: error: no atlas at {atlas}", file=sys.stderr)
-        return 2
+        return _error(f"no atlas at {atlas}")
     if atlas.with_name(atlas.name + ".tmp").exists():
-        print(
-            f"sae-atlas explain: error: {atlas}.tmp exists (a build in progress or interrupted); "
-            "finish it with `sae-atlas build` or remove it first",
-            file=sys.stderr,
+        return _error(
+            f"{atlas}.tmp exists (a build in progress or interrupted); "
+            "finish it with `sae-atlas build` or remove it first"
         )
-        return 2
     writer = AtlasWriter(atlas)
     try:
-        cfg = config_from_args(args)
-        acts = sql.acts_dir(writer.con)
-        define_activations_view(
-            writer.con, str(atlas.parent / acts / "*" / "*.parquet") if acts else None
-        )
+        run = latest_run(writer.con)
+        acts = run.acts_dir if run else None
+        define_activations_view(writer.con, atlas.parent / acts if acts else None)
         saes, features = select_features(writer.con, args, atlas)
         result = explain_atlas(writer, cfg, saes, features, overwrite=args.overwrite)
         path = writer.commit()
     except (ValueError, OSError, EmbedderUnavailable, ModelLoadError) as err:
         writer.close()
         writer.tmp.unlink(missing_ok=True)
-        print(f"sae-atlas explain: error: {err}", file=sys.stderr)
-        return 2
+        return _error(str(err))
     except BaseException:
         writer.close()
         writer.tmp.unlink(missing_ok=True)
@@ -181,3 +163,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(json.dumps(result, indent=1))
     print(f"explanations written to {path}")
     return 0
+
+
+def _error(message: str) -> int:
+    print(f"sae-atlas explain: error: {message}", file=sys.stderr)
+    return 2

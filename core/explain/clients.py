@@ -1,24 +1,24 @@
-"""Chat back-ends for explainers and scorers: any OpenAI-compatible endpoint over plain HTTP
-(urllib; concurrency limit, retries with backoff, timeouts) and a local transformers model
+"""Chat back-ends for explainers and scorers: any OpenAI-compatible endpoint through the
+official `openai` client (bounded concurrency, retries, timeouts) and a local transformers model
 (batched, GPU when present). A failed call is a Completion with text None and an error."""
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
+import openai
+from openai.types.chat import ChatCompletion
+
 Messages = list[dict[str, str]]
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+NO_API_KEY = "EMPTY"
+"""Sent when no key is set: local servers (vLLM, Ollama) ignore it, the client needs one."""
 
 
 @dataclass
@@ -77,14 +77,10 @@ class ChatBackend(Protocol):
         ...
 
 
-class _Retryable(Exception):
-    def __init__(self, msg: str, retry_after: float | None = None) -> None:
-        super().__init__(msg)
-        self.retry_after = retry_after
-
-
 class OpenAIChat:
-    """POST {base_url}/chat/completions, `concurrency` requests at a time."""
+    """An OpenAI-compatible chat endpoint through the official `openai` client, which retries
+    timeouts, connection errors, 429 and 5xx with exponential backoff (a Retry-After header
+    wins). `concurrency` requests at a time, one worker thread each."""
 
     def __init__(
         self,
@@ -94,93 +90,58 @@ class OpenAIChat:
         concurrency: int = 8,
         timeout_s: float = 60.0,
         max_retries: int = 4,
-        backoff_s: float = 1.0,
         usage: Usage | None = None,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model, self.api_key = model, api_key
-        self.concurrency, self.timeout_s = concurrency, timeout_s
-        self.max_retries, self.backoff_s = max_retries, backoff_s
+        self.model, self.concurrency = model, concurrency
         self.usage = usage or Usage()
-        self._sleep = sleep
+        # Requests sent by the calling thread: the sync client retries inside that thread,
+        # so the count over one call is its number of attempts, failed calls included.
+        self._sent = threading.local()
+        http = openai.DefaultHttpxClient(event_hooks={"request": [self._count_request]})
+        self.client = openai.OpenAI(
+            base_url=base_url,
+            api_key=api_key or NO_API_KEY,
+            max_retries=max_retries,
+            timeout=timeout_s,
+            http_client=http,
+        )
 
     def complete(self, conversations: list[Messages], max_tokens: int) -> list[Completion]:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(lambda m: self._one(m, max_tokens), conversations))
 
+    def _count_request(self, request: object) -> None:
+        self._sent.n = getattr(self._sent, "n", 0) + 1
+
     def _one(self, messages: Messages, max_tokens: int) -> Completion:
-        body = {
-            "model": self.model,
-            "messages": messages,
-            "temperature": 0,
-            "max_tokens": max_tokens,
-        }
-        t0, err = time.perf_counter(), ""
-        for attempt in range(1, self.max_retries + 2):
-            try:
-                out = _parse_response(self._post(body))
-                out.attempts = attempt
-                break
-            except _Retryable as e:
-                err = str(e)
-                if attempt > self.max_retries:
-                    out = Completion(
-                        None, f"gave up after {attempt} attempts: {err}", attempts=attempt
-                    )
-                    break
-                self._sleep(
-                    e.retry_after
-                    if e.retry_after is not None
-                    else self.backoff_s * 2 ** (attempt - 1)
-                )
-            except ValueError as e:  # a non-retryable HTTP error (bad key, bad request)
-                out = Completion(None, str(e), attempts=attempt)
-                break
+        t0 = time.perf_counter()
+        self._sent.n = 0
+        try:
+            resp = self.client.chat.completions.create(
+                model=self.model,
+                messages=cast(Any, messages),  # role/content dicts, as the API takes them
+                temperature=0,
+                max_tokens=max_tokens,
+            )
+            out = _completion(resp)
+        # ValueError: a body that is not JSON (the client does not retry those)
+        except (openai.OpenAIError, ValueError) as e:
+            out = Completion(None, f"{type(e).__name__}: {str(e)[:300]}")
+        out.attempts = max(self._sent.n, 1)
         self.usage.add(out, time.perf_counter() - t0)
         return out
 
-    def _post(self, body: dict[str, Any]) -> bytes:
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.url, json.dumps(body).encode(), headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return resp.read()
-        except urllib.error.HTTPError as e:
-            detail = e.read()[:300].decode("utf-8", "replace")
-            msg = f"HTTP {e.code} from {self.url}: {detail}"
-            if e.code == 429 or e.code >= 500:
-                raise _Retryable(msg, _retry_after(e.headers.get("Retry-After"))) from e
-            raise ValueError(msg) from e
-        except (
-            urllib.error.URLError,
-            TimeoutError,
-            ConnectionError,
-            http.client.HTTPException,
-        ) as e:
-            raise _Retryable(f"{type(e).__name__}: {e}") from e
 
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return min(float(value), 60.0) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _parse_response(raw: bytes) -> Completion:
-    try:
-        data = json.loads(raw)
-        text = data["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError) as e:
-        raise _Retryable(f"malformed response: {raw[:200]!r}") from e
+def _completion(resp: ChatCompletion) -> Completion:
+    text = resp.choices[0].message.content if resp.choices else None
     if not isinstance(text, str):
-        raise _Retryable(f"malformed response: no message content in {raw[:200]!r}")
-    usage = data.get("usage") or {}
+        raise ValueError(f"no message content in the response: {resp.model_dump_json()[:200]}")
+    usage = resp.usage
     return Completion(
-        text, None, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        text,
+        None,
+        (usage.prompt_tokens or 0) if usage else 0,
+        (usage.completion_tokens or 0) if usage else 0,
     )
 
 
@@ -235,7 +196,10 @@ class LocalChat:
 
 
 def openai_from_env(
-    base_url: str | None, model: str | None, api_key_env: str, **kwargs: Any
+    base_url: str | None,
+    model: str | None,
+    api_key_env: str,
+    **kwargs: Any,
 ) -> OpenAIChat:
     """Flags win over the environment ($OPENAI_BASE_URL, $OPENAI_MODEL, $<api_key_env>)."""
     url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL

@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 EXPLAINERS = ("statistical", "openai", "local")
+EMBED_DTYPES = ("auto", "float32", "bfloat16")
+_COUNTS = ("n_train", "n_test", "n_random", "n_hard", "hard_neighbours", "random_pool",
+           "n_tokens", "n_ngrams", "max_retries")  # fmt: skip
+_AT_LEAST_ONE = ("concurrency", "per_prompt", "score_windows", "embed_batch", "embed_max_tokens",
+                 "max_new_tokens", "local_batch")  # fmt: skip
 
 
 @dataclass
@@ -28,11 +33,13 @@ class ExplainConfig:
     random_pool: int = 1000
     """Random negatives come from this many corpus windows, shared by all features (embedded once)."""
     seed: int = 0
+    """Seeds the window samples and the order of the windows in scoring prompts."""
     n_tokens: int = 4
     """Tokens named by the statistical explainer."""
     n_ngrams: int = 2
     """N-grams (2 and 3 tokens ending at the firing token) named by the statistical explainer."""
     embed_batch: int = 64
+    """Windows per forward pass of the embedding model."""
     embed_dtype: str = "auto"
     """auto (bfloat16 where the CPU/GPU computes it natively, else float32) | float32 | bfloat16."""
     embed_max_tokens: int = 64
@@ -48,11 +55,12 @@ class ExplainConfig:
     concurrency: int = 8
     """Simultaneous requests to the endpoint."""
     timeout_s: float = 60.0
+    """Seconds before a request to the endpoint counts as failed (and is retried)."""
     max_retries: int = 4
-    """Retries of a failed request (network error, timeout, 429, 5xx) with exponential backoff."""
-    backoff_s: float = 1.0
-    """First backoff; doubled at each retry (a Retry-After header wins)."""
+    """Retries of a failed request (timeout, connection error, 429, 5xx) by the openai client,
+    with exponential backoff (0.5 s doubling to 8 s; a Retry-After header wins)."""
     max_new_tokens: int = 256
+    """Most tokens the LLM may generate per explanation."""
     local_batch: int = 8
     """Prompts per generate() call of the local back-end."""
     llm_scores: bool = True
@@ -69,9 +77,13 @@ class ExplainConfig:
     def __post_init__(self) -> None:
         if self.explainer not in EXPLAINERS:
             raise ValueError(f"explainer must be one of {EXPLAINERS}, got {self.explainer!r}")
+        if self.embed_dtype not in EMBED_DTYPES:
+            raise ValueError(f"embed_dtype must be one of {EMBED_DTYPES}, got {self.embed_dtype!r}")
         if self.window < 2 or self.n_quantiles < 1:
             raise ValueError("window must be >= 2 and n_quantiles >= 1")
-        if min(self.n_train, self.n_test, self.n_random, self.n_hard) < 0:
-            raise ValueError("sample sizes must be >= 0")
-        if self.concurrency < 1 or self.per_prompt < 1:
-            raise ValueError("concurrency and per_prompt must be >= 1")
+        for names, low in ((_COUNTS, 0), (_AT_LEAST_ONE, 1)):
+            for name in names:
+                if getattr(self, name) < low:
+                    raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if self.timeout_s <= 0 or min(self.price_in, self.price_out) < 0:
+            raise ValueError("need timeout_s > 0 and prices >= 0")

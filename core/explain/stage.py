@@ -23,10 +23,11 @@ from core.explain.clients import ChatBackend, LocalChat, Usage, openai_from_env
 from core.explain.config import ExplainConfig
 from core.explain.embeddings import EMBED_DIM, Embedder
 from core.store import explain_sql as sql
-from core.store.atlas import AtlasWriter, define_activations_view
+from core.store.atlas import AtlasWriter
+from core.store.runs import define_activations_view
 
 if TYPE_CHECKING:
-    from core.build.steps import BuildContext
+    from core.pipeline.context import BuildContext
 
 
 @dataclass
@@ -71,7 +72,6 @@ def make_backend(cfg: ExplainConfig) -> ChatBackend | None:
         concurrency=cfg.concurrency,
         timeout_s=cfg.timeout_s,
         max_retries=cfg.max_retries,
-        backoff_s=cfg.backoff_s,
         usage=Usage(cfg.price_in, cfg.price_out),
     )
 
@@ -79,7 +79,7 @@ def make_backend(cfg: ExplainConfig) -> ChatBackend | None:
 def stage_explain(ctx: BuildContext) -> dict[str, Any]:
     """Build stage: explain and score every feature of every SAE (statistical by default)."""
     cfg = getattr(ctx.cfg, "explain", None) or ExplainConfig()
-    define_activations_view(ctx.writer.con, str(ctx.acts_dir / "*" / "*.parquet"))
+    define_activations_view(ctx.writer.con, ctx.acts_dir)
     return explain_atlas(ctx.writer, cfg, [s.id for s in ctx.sites], overwrite=True)
 
 

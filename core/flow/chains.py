@@ -15,7 +15,7 @@ import pandas as pd
 
 from core.model.sites import Site
 from core.store import flow_sql
-from core.store.flow_sql import Con
+from core.store.db import Cursor
 
 
 @dataclass(frozen=True, order=True)
@@ -85,7 +85,7 @@ def _step(df: pd.DataFrame, node: Node, forward: bool, min_r: float) -> Edge | N
 
 
 def walk(
-    con: Con, seed: Node, forward: bool, min_r: float, cache: dict[Node, pd.DataFrame] | None = None
+    con: Cursor, seed: Node, forward: bool, min_r: float, cache: dict[Node, pd.DataFrame] | None = None
 ) -> list[Edge]:
     """Chain edges from the seed, in walking order, until the cosine drops below min_r."""
     cache = {} if cache is None else cache
@@ -101,7 +101,7 @@ def walk(
         node = e.dst if forward else e.src
 
 
-def _module_seed(con: Con, seed: Node, min_module: float) -> Edge | None:
+def _module_seed(con: Cursor, seed: Node, min_module: float) -> Edge | None:
     """The best residual feature an MLP / attention seed feeds, if cosine >= min_module."""
     got = _pick(flow_sql.incident_edges(con, seed.sae_id, seed.feature), seed, "src", "fwd")
     got = got[(got["rank"] == 1) & (got["cosine"] >= min_module)]
@@ -122,7 +122,7 @@ def _decorate(
     return [_edge(r) for _, r in mods.iterrows()], [_edge(r) for _, r in kids.iterrows()]
 
 
-def flow_graph(con: Con, seed: Node, min_r: float = 0.5, min_module: float = 0.15) -> FlowGraph:
+def flow_graph(con: Cursor, seed: Node, min_r: float = 0.5, min_module: float = 0.15) -> FlowGraph:
     """The chain through `seed` with its module predecessors and residual branches."""
     root, entry = seed, None
     if seed.site.kind != "resid_post":

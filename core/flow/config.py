@@ -39,6 +39,11 @@ class FlowConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"flow {name} must lie in [0, 1], got {v}")
+        for name in ("n_bins", "chunk"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"flow {name} must be >= 1, got {getattr(self, name)}")
+        if self.n_random < 0 or self.val_pairs < 0:
+            raise ValueError("flow n_random and val_pairs must be >= 0")
         for sae_id, over in self.per_layer.items():
             bad = set(over) - {"t_r", "t_m", "t_a"}
             if bad:

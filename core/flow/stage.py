@@ -14,10 +14,11 @@ from core.flow.matching import match_all, plan_pairs
 from core.flow.validation import validate
 from core.model.sites import Site
 from core.sae.model import SAE
-from core.store.atlas import define_activations_view
+from core.store import flow_sql
+from core.store.runs import define_activations_view
 
 if TYPE_CHECKING:
-    from core.build.steps import BuildContext
+    from core.pipeline.context import BuildContext
 
 
 def unit_decoders(saes: dict[Site, SAE]) -> dict[Site, torch.Tensor]:
@@ -72,12 +73,8 @@ def summary(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
 def stage_flow(ctx: BuildContext) -> dict[str, Any]:
     cfg: FlowConfig = getattr(ctx.cfg, "flow", FlowConfig())
     tables = compute_flow(unit_decoders(ctx.saes), cfg)
-    con = ctx.writer.con  # as steps._reader: the activations view over this run's Parquet
-    define_activations_view(con, str(ctx.acts_dir / "*" / "*.parquet"))
+    con = ctx.writer.con  # co-firing reads the activations view over this run's Parquet
+    define_activations_view(con, ctx.acts_dir)
     tables["flow_validation"] = validate(con, tables["flow_edges"], cfg)
-    for name, df in tables.items():
-        if not df.empty:
-            ctx.writer.replace_rows(name, df)
-        else:
-            ctx.writer.con.execute(f"DELETE FROM {name}")
+    flow_sql.replace_flow_tables(con, tables)
     return summary(tables)

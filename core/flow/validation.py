@@ -13,7 +13,7 @@ import pandas as pd
 
 from core.flow.config import FlowConfig
 from core.store import flow_sql
-from core.store.flow_sql import Con
+from core.store.db import Cursor
 
 VALIDATION_COLUMNS = [
     "src_sae",
@@ -80,7 +80,7 @@ def summarize(counts: pd.DataFrame, cofire_overlap: float) -> pd.DataFrame:
 
 
 def validate_pair(
-    con: Con,
+    con: Cursor,
     edges: pd.DataFrame,
     src_sae: str,
     dst_sae: str,
@@ -118,7 +118,7 @@ def validate_pair(
     return out[VALIDATION_COLUMNS]
 
 
-def validate(con: Con, edges: pd.DataFrame, cfg: FlowConfig) -> pd.DataFrame:
+def validate(con: Cursor, edges: pd.DataFrame, cfg: FlowConfig) -> pd.DataFrame:
     """flow_validation rows for every (src SAE, dst SAE, kind) present in the edges."""
     combos = edges[["src_sae", "dst_sae", "kind"]].drop_duplicates().itertuples(index=False)
     alive: dict[str, np.ndarray] = {}

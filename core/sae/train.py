@@ -9,7 +9,7 @@ activations, returns raw reconstructions, and its feature activations are raw-un
 coefficients on unit decoder directions.
 
 Speed: only the encoder forward is a dense matmul; the decoder and both backward passes touch
-just the B·k selected (token, latent) pairs (`_SelectedPreActs`, `_SparseDecode`). Measured on
+just the B·k selected (token, latent) pairs (core.sae.sparse_topk). Measured on
 2 idle CPU cores (d_in 576, d_sae 2048, k 32, batch 4096): 29k tokens/s against 9.7k for dense
 autograd; train_topk end to end 27–33k tokens/s (batch 1024–4096).
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,58 +27,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from core.sae.model import SAE, Array, SAEConfig, as_rows
-
-# CSR ops are stable for what we use (CSR @ dense, sampled_addmm); silence the beta notice.
-warnings.filterwarnings(
-    "ignore", message="Sparse CSR tensor support is in beta", category=UserWarning
-)
-
-
-@dataclass
-class TrainConfig:
-    d_sae: int = 2048
-    """Number of latents."""
-    k: int = 32
-    """Active latents per token."""
-    lr: float | None = None
-    """Adam learning rate; None = 2e-4 / sqrt(d_sae / 2**14), sparsify's scaling."""
-    batch_size: int = 4096
-    """Tokens per optimiser step."""
-    epochs: float = 1.0
-    """Passes over the activations (fractions allowed); token order is reshuffled each pass."""
-    auxk_coef: float = 1 / 32
-    """Weight of the AuxK loss (OpenAI: 1/32); 0 turns it off."""
-    auxk_k: int | None = None
-    """Dead latents used by AuxK per token; None = d_in // 2 (OpenAI appendix B.1)."""
-    dead_tokens: int | None = None
-    """Tokens without firing after which a latent counts as dead (and joins AuxK). OpenAI uses
-    10M on billions of tokens; None = min(10M, max(batch_size, training tokens // 4)). Shorter
-    windows flag rare-but-alive latents, and AuxK then pushes them down: measured on SmolLM2 L12
-    (d_sae 4096, k 16, 60k tokens) a tenth of the run doubled the dead fraction, a quarter
-    left it unchanged."""
-    lr_decay_frac: float = 0.2
-    """Final fraction of the steps over which the learning rate decays linearly to 0."""
-    b_pre_init: str = "geometric_median"
-    """geometric_median | mean: initial b_pre (= b_dec) from a data sample."""
-    normalize: bool = True
-    """Train on inputs scaled to mean norm sqrt(d_in); the scale is folded into the result."""
-    seed: int = 0
-    """Seeds the initialisation and the token order."""
-    device: str = "auto"
-    """Where the SAE trains: auto (GPU when present) | cpu | cuda | cuda:N."""
-
-    def __post_init__(self) -> None:
-        if not 0 < self.k <= self.d_sae:
-            raise ValueError(f"need 0 < k <= d_sae, got k={self.k}, d_sae={self.d_sae}")
-        if self.b_pre_init not in ("geometric_median", "mean"):
-            raise ValueError(
-                f"b_pre_init must be geometric_median or mean, got {self.b_pre_init!r}"
-            )
-        if self.epochs <= 0 or self.batch_size < 2:
-            raise ValueError("epochs must be > 0 and batch_size >= 2")
-
-    def resolved_lr(self) -> float:
-        return self.lr if self.lr is not None else 2e-4 / math.sqrt(self.d_sae / 2**14)
+from core.sae.sparse_topk import Pattern, SelectedPreActs, SparseDecode, topk_pattern
+from core.sae.train_config import TrainConfig
 
 
 @dataclass
@@ -127,98 +76,6 @@ class StepOut:
     top_acts: torch.Tensor  # (B, k) their activations (>= 0)
 
 
-# ---- sparse encoder / decoder -------------------------------------------------------------
-# The gradients of a TopK SAE live on the B·k selected (token, latent) pairs. On CPU, sparse
-# CSR products and a sampled matmul beat the dense decoder matmul and dense encoder backward
-# ~3× (a step: ~0.14 s against ~0.42 s, 2 cores, d_sae 2048, k 32, B 4096).
-@dataclass
-class _Pattern:
-    """The selected latents idx (B, m), plus the CSR layout of the (d_sae, B) transpose."""
-
-    idx: torch.Tensor  # (B, m), each row sorted
-    crow: torch.Tensor  # (d_sae + 1,)
-    tok: torch.Tensor  # (B·m,) token of each nonzero, latent-major
-    order: torch.Tensor  # (B·m,) position of each nonzero in idx.flatten()
-    csr: torch.Tensor  # (B, d_sae) CSR with idx as columns (values unused), for sampled matmul
-
-
-def _pattern(idx: torch.Tensor, d_sae: int) -> _Pattern:
-    idx = idx.sort(dim=1).values
-    B, m = idx.shape
-    flat = idx.flatten()
-    # Unique keys make the (unstable, fast) sort deterministic and token-ordered per latent.
-    key = flat * (B * m) + torch.arange(B * m, device=idx.device)
-    order = key.argsort()
-    crow = torch.zeros(d_sae + 1, dtype=torch.int64, device=idx.device)
-    crow[1:] = torch.bincount(flat, minlength=d_sae).cumsum(0)
-    row_ptr = torch.arange(0, B * m + 1, m, device=idx.device)
-    ones = torch.ones(B * m, device=idx.device)
-    csr = torch.sparse_csr_tensor(row_ptr, flat, ones, (B, d_sae), check_invariants=False)
-    return _Pattern(idx, crow, order // m, order, csr)
-
-
-def _t_matmul(pat: _Pattern, vals: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Zᵀ @ y for Z (B, d_sae) holding vals (B, m) at pat.idx; y (B, n) -> (d_sae, n)."""
-    B = vals.shape[0]
-    d_sae = pat.crow.shape[0] - 1
-    Zt = torch.sparse_csr_tensor(
-        pat.crow, pat.tok, vals.flatten()[pat.order], (d_sae, B), check_invariants=False
-    )
-    return Zt @ y
-
-
-class _SelectedPreActs(torch.autograd.Function):
-    """Pre-activations at the selected latents, with a sparse backward.
-
-    Forward returns `vals` (B, m) = ((x − b_dec) @ W_enc + b_enc) at pat.idx, computed by the
-    caller without grad. Backward: dW_enc = xcᵀ G with G nonzero only at the pattern; and
-    db_dec = −W_enc @ db_enc since xc = x − b_dec.
-    """
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any,
-        vals: torch.Tensor,
-        xc: torch.Tensor,
-        W_enc: torch.Tensor,
-        b_enc: torch.Tensor,
-        b_dec: torch.Tensor,
-        pat: _Pattern,
-    ) -> torch.Tensor:
-        ctx.save_for_backward(xc, W_enc)
-        ctx.pat = pat
-        return vals.clone()
-
-    @staticmethod
-    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        xc, W_enc = ctx.saved_tensors
-        pat: _Pattern = ctx.pat
-        g = grads[0].contiguous()  # (B, m)
-        db_enc = torch.zeros(W_enc.shape[1], dtype=g.dtype, device=g.device)
-        db_enc.index_add_(0, pat.idx.flatten(), g.flatten())
-        dW_enc = _t_matmul(pat, g, xc).T  # (d_in, d_sae)
-        return None, None, dW_enc, db_enc, -(W_enc @ db_enc), None
-
-
-class _SparseDecode(torch.autograd.Function):
-    """acts (B, m) at pat.idx, W_dec (d_sae, d_in) -> Σ_j acts[:, j] · W_dec[idx[:, j]] (B, d_in)."""
-
-    @staticmethod
-    def forward(ctx: Any, acts: torch.Tensor, W_dec: torch.Tensor, pat: _Pattern) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(acts, W_dec)
-        ctx.pat = pat
-        return F.embedding_bag(pat.idx, W_dec, per_sample_weights=acts, mode="sum")
-
-    @staticmethod
-    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        acts, W_dec = ctx.saved_tensors
-        pat: _Pattern = ctx.pat
-        g = grads[0].contiguous()  # (B, d_in)
-        # d acts[b, j] = g[b] · W_dec[idx[b, j]]: a sampled dense-dense matmul.
-        d_acts = torch.sparse.sampled_addmm(pat.csr, g, W_dec.T, beta=0.0).values()
-        return d_acts.view_as(acts), _t_matmul(pat, acts, g), None
-
-
 # ---- one step ------------------------------------------------------------------------------
 def step_losses(
     p: Params,
@@ -237,7 +94,7 @@ def step_losses(
         sparse = x.device.type in ("cpu", "cuda")
     if sparse:
         pat, top_acts = _encode_sparse(p, x, k)
-        top_idx, x_hat = pat.idx, _SparseDecode.apply(top_acts, p.W_dec, pat)
+        top_idx, x_hat = pat.idx, SparseDecode.apply(top_acts, p.W_dec, pat)
     else:
         top_idx, top_acts = _encode_dense(p, x, k)
         x_hat = F.embedding_bag(top_idx, p.W_dec, per_sample_weights=top_acts, mode="sum")
@@ -247,13 +104,13 @@ def step_losses(
     return StepOut(fvu, auxk, top_idx, top_acts.detach())
 
 
-def _encode_sparse(p: Params, x: torch.Tensor, k: int) -> tuple[_Pattern, torch.Tensor]:
+def _encode_sparse(p: Params, x: torch.Tensor, k: int) -> tuple[Pattern, torch.Tensor]:
     """x (B, d_in) -> the top-k pattern (latents pat.idx (B, k)) and relu'd activations (B, k)."""
     xc = x - p.b_dec.detach()
     with torch.no_grad():
         pre = torch.addmm(p.b_enc, xc, p.W_enc)  # (B, d_sae)
-        pat = _pattern(pre.topk(k, dim=-1, sorted=False).indices, p.W_enc.shape[1])
-    vals = _SelectedPreActs.apply(pre.gather(1, pat.idx), xc, p.W_enc, p.b_enc, p.b_dec, pat)
+        pat = topk_pattern(pre.topk(k, dim=-1, sorted=False).indices, p.W_enc.shape[1])
+    vals = SelectedPreActs.apply(pre.gather(1, pat.idx), xc, p.W_enc, p.b_enc, p.b_dec, pat)
     return pat, torch.relu(vals)
 
 
@@ -361,13 +218,13 @@ def train_topk(
         cfg.dead_tokens if cfg.dead_tokens is not None else _default_dead_tokens(cfg, total)
     )
     auxk_k = cfg.auxk_k if cfg.auxk_k is not None else d_in // 2
-    opt = torch.optim.Adam(p.all(), lr=cfg.resolved_lr())
+    opt = torch.optim.Adam(p.all(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(n_steps, cfg.lr_decay_frac))
     since_fired = torch.zeros(cfg.d_sae, dtype=torch.int64, device=dev)  # tokens since last fired
     log = TrainLog(
         n_tokens=total,
         n_steps=n_steps,
-        lr=cfg.resolved_lr(),
+        lr=cfg.lr,
         dead_tokens=dead_tokens,
         norm_scale=scale,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 Method = Literal["additive", "clamp", "rescale"]
@@ -113,11 +113,6 @@ def from_chain(
         )
         for c in chain
     ]
-
-
-def with_strength(items: Iterable[Intervention], strength: float) -> list[Intervention]:
-    """The same interventions at another strength (a strength sweep)."""
-    return [replace(i, strength=strength) for i in items]
 
 
 def format_items(items: Iterable[Intervention]) -> str:

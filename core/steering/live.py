@@ -7,7 +7,6 @@ that waits sees its place in the queue (PairStep.waiting).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -26,7 +25,9 @@ from core.steering.generate import PairResult, PairStep, SamplingConfig, stream_
 from core.steering.interventions import Intervention
 from core.steering.measure import SteerMeasures, measure_pair
 from core.steering.prompt_search import PromptSearch, search_text
+from core.store import steering_sql
 from core.store.atlas import Atlas
+from core.store.runs import latest_run
 
 
 class Turnstile:
@@ -88,21 +89,16 @@ class LiveModel:
         db = atlas if isinstance(atlas, Atlas) else Atlas(Path(atlas))
         cur = db.cursor()
         try:
-            run = cur.execute("SELECT config FROM runs ORDER BY created DESC LIMIT 1").fetchone()
-            spec = json.loads(run[0]).get("model", {}).get("spec", "default") if run else "default"
-            saes = cur.execute(
-                "SELECT sae_id, weights_path FROM saes ORDER BY layer, site"
-            ).fetchall()
-            maxes = cur.execute("SELECT sae_id, feature, max_act FROM features").df()
+            run = latest_run(cur)
+            spec = run.config.get("model", {}).get("spec", "default") if run else "default"
+            saes = steering_sql.sae_weights(cur)
+            maxes = steering_sql.max_acts(cur)
         finally:
             cur.close()
             if own:
                 db.close()
         lm = load_model(spec, device=device)
-        loaders = {
-            str(sid): _loader(lm, str(sid), _weights(db.path.parent, str(wp)), maxes)
-            for sid, wp in saes
-        }
+        loaders = {sid: _loader(lm, sid, _weights(db.path.parent, wp), maxes) for sid, wp in saes}
         return cls(lm, SaeBank(loaders=loaders))
 
     # ---- turns -----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from core.model.hooks import hooked
+from core.model.hooks import TensorHook, hooked
 from core.model.sites import Site, site_module
 from core.sae.model import SAE
 from core.steering.engine import SaeBank, feature_acts
@@ -79,7 +79,7 @@ def text_stats(
     device = next(model.parameters()).device
     store: dict[Site, torch.Tensor] = {}
 
-    def keep(site: Site):  # noqa: ANN202
+    def keep(site: Site) -> TensorHook:
         def fn(out: torch.Tensor) -> None:
             store[site] = out[0, len(prompt) :].detach()  # (G, d)
 

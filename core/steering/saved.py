@@ -1,6 +1,6 @@
 """Saved steers: settings and outputs of a steering run, kept in the workspace DuckDB.
 
-The table lives beside the feature sets (core/workspace.py) and is created on first use.
+The table (core/store/workspace_sql.py) lives beside the feature sets and is created on first use.
 """
 
 from __future__ import annotations
@@ -14,15 +14,9 @@ import pandas as pd
 
 from core.steering.generate import SamplingConfig
 from core.steering.interventions import Intervention
+from core.store import workspace_sql as sql
 from core.workspace import Workspace, WorkspaceError
 
-SCHEMA = [
-    "CREATE SEQUENCE IF NOT EXISTS steer_ids START 1",
-    """CREATE TABLE IF NOT EXISTS saved_steers (
-        steer_id INTEGER PRIMARY KEY DEFAULT nextval('steer_ids'), name VARCHAR NOT NULL,
-        created TIMESTAMP, prompt VARCHAR, sampling JSON, interventions JSON,
-        text_default VARCHAR, text_steered VARCHAR, measures JSON, url VARCHAR)""",
-]
 MAX_NAME = 200
 
 
@@ -43,8 +37,7 @@ class SavedSteer:
 
 def _ensure(ws: Workspace) -> None:
     with ws.cursor() as cur:
-        for stmt in SCHEMA:
-            cur.execute(stmt)
+        sql.create_tables(cur, sql.STEER_SCHEMA)
 
 
 def save_steer(ws: Workspace, steer: SavedSteer) -> int:
@@ -67,35 +60,23 @@ def save_steer(ws: Workspace, steer: SavedSteer) -> int:
         steer.url,
     ]
     with ws.cursor() as cur:
-        got = cur.execute(
-            "INSERT INTO saved_steers (name, created, prompt, sampling, interventions, "
-            "text_default, text_steered, measures, url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "RETURNING steer_id",
-            row,
-        ).fetchall()
-    return int(got[0][0])
+        return sql.insert_steer(cur, row)
 
 
 def list_steers(ws: Workspace) -> pd.DataFrame:
     """steer_id, name, created, prompt, url — newest first."""
     _ensure(ws)
     with ws.cursor() as cur:
-        return cur.execute(
-            "SELECT steer_id, name, created, prompt, url FROM saved_steers ORDER BY created DESC"
-        ).df()
+        return sql.list_steers(cur)
 
 
 def load_steer(ws: Workspace, steer_id: int) -> SavedSteer:
     _ensure(ws)
     with ws.cursor() as cur:
-        rows = cur.execute(
-            "SELECT name, prompt, sampling, interventions, text_default, text_steered, measures, "
-            "url, created FROM saved_steers WHERE steer_id = ?",
-            [int(steer_id)],
-        ).fetchall()
-    if not rows:
+        row = sql.steer_row(cur, steer_id)
+    if row is None:
         raise WorkspaceError(f"no saved steer with id {steer_id}")
-    name, prompt, sampling, items, t0, t1, measures, url, created = rows[0]
+    name, prompt, sampling, items, t0, t1, measures, url, created = row
     return SavedSteer(
         name=name,
         prompt=prompt,
@@ -118,4 +99,4 @@ def _sampling(d: dict[str, Any]) -> SamplingConfig:
 def delete_steer(ws: Workspace, steer_id: int) -> None:
     _ensure(ws)
     with ws.cursor() as cur:
-        cur.execute("DELETE FROM saved_steers WHERE steer_id = ?", [int(steer_id)])
+        sql.delete_steer(cur, steer_id)

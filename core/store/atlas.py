@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from core.store import schema
+from core.store.pipeline_sql import forget_stages, record_stage, stage_done
+from core.store.runs import define_activations_view, latest_run, replace_table
 
 
 class AtlasError(RuntimeError):
@@ -33,15 +34,6 @@ def sae_dir_name(sae_id: str) -> str:
     return sae_id.replace("/", "_")
 
 
-def _acts_glob(db_path: Path, acts_dir: str | None) -> str | None:
-    if not acts_dir:
-        return None
-    folder = db_path.parent / acts_dir
-    if not any(folder.glob("*/*.parquet")):
-        return None
-    return str(folder / "*" / "*.parquet")
-
-
 class Atlas:
     """A read-only atlas shared by all app sessions; `cursor()` gives each call its own cursor."""
 
@@ -51,31 +43,18 @@ class Atlas:
             raise AtlasError(f"no atlas at {self.path}; build one with `sae-atlas build`")
         self._con = duckdb.connect(str(self.path), read_only=True)
         self._lock = threading.Lock()
-        row = self._con.execute(
-            "SELECT acts_dir FROM runs ORDER BY created DESC LIMIT 1"
-        ).fetchone()
-        self.acts_glob = _acts_glob(self.path, row[0] if row else None)
+        run = latest_run(self._con)
+        self.acts_folder = self.path.parent / run.acts_dir if run and run.acts_dir else None
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for one thread, with the `activations` view over the Parquet side files."""
         with self._lock:
             cur = self._con.cursor()
-        define_activations_view(cur, self.acts_glob)
+        define_activations_view(cur, self.acts_folder)
         return cur
 
     def close(self) -> None:
         self._con.close()
-
-
-def define_activations_view(con: duckdb.DuckDBPyConnection, acts_glob: str | None) -> None:
-    if acts_glob:
-        src = f"read_parquet('{acts_glob}')"
-    else:  # an atlas without side files still answers with an empty view
-        src = (
-            "(SELECT NULL::VARCHAR sae_id, NULL::INTEGER doc_id, NULL::INTEGER pos, "
-            "NULL::INTEGER feature, NULL::REAL act WHERE false)"
-        )
-    con.execute(f"CREATE OR REPLACE TEMP VIEW activations AS SELECT * FROM {src}")
 
 
 class AtlasWriter:
@@ -94,34 +73,26 @@ class AtlasWriter:
         self.con = duckdb.connect(str(self.tmp))
         for stmt in schema.create_statements():
             self.con.execute(stmt)
-        for stage in overwrite or ():
-            self.con.execute("DELETE FROM stages WHERE stage = ?", [stage])
+        forget_stages(self.con, overwrite or ())
 
     def done(self, stage: str) -> bool:
-        row = self.con.execute("SELECT 1 FROM stages WHERE stage = ?", [stage]).fetchone()
-        return row is not None
+        return stage_done(self.con, stage)
 
     def finish_stage(
-        self, stage: str, seconds: float, detail: dict[str, Any] | None = None
+        self,
+        stage: str,
+        seconds: float,
+        peak_rss_mb: float | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> None:
-        import json
-
-        self.con.execute(
-            "INSERT OR REPLACE INTO stages VALUES (?, ?, ?, ?)",
-            [stage, datetime.now(), seconds, json.dumps(detail or {})],
-        )
-        self.con.execute("CHECKPOINT")
+        """Record a finished stage and its cost; a resumed build skips it from then on."""
+        record_stage(self.con, stage, seconds, peak_rss_mb, detail)
 
     def replace_rows(
         self, table: str, df: Any, where: str = "", params: list[Any] | None = None
     ) -> None:
         """Idempotent bulk write: delete this stage's earlier rows, insert the frame by name."""
-        self.con.execute(f"DELETE FROM {table} {('WHERE ' + where) if where else ''}", params or [])
-        self.con.register("_frame", df)
-        try:
-            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _frame")
-        finally:
-            self.con.unregister("_frame")
+        replace_table(self.con, table, df, where, params)
 
     def commit(self) -> Path:
         """Close the temporary DB and atomically rename it over the atlas."""

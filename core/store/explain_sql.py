@@ -1,4 +1,5 @@
-"""SQL of the explain stage and of explanation search, one named function per query.
+"""SQL of the explain stage, of `sae-atlas explain`'s feature selection and of explanation
+search, one named function per query.
 
 The stage works on the writer's connection with TEMP tables (never saved in the atlas):
   xdoc(doc_id, n_win, w0)            windows of each document; window id = w0 + pos // width
@@ -14,30 +15,18 @@ The stage works on the writer's connection with TEMP tables (never saved in the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 
-Con = duckdb.DuckDBPyConnection
+from core.store.db import Cursor, frame, scalar
+from core.store.runs import latest_run
 
 EMBED_DIM = 384
 
 
-def _df(con: Con, sql: str, params: dict[str, object] | None = None) -> pd.DataFrame:
-    return con.execute(sql, params or {}).df()
-
-
-def _scalar(con: Con, sql: str, params: dict[str, object] | None = None) -> Any:
-    """The first value of the first row, or None (fetches the whole result: DuckDB keeps a
-    partly fetched result open and refuses other work on the connection)."""
-    rows = con.execute(sql, params or {}).fetchall()
-    return rows[0][0] if rows else None
-
-
 # ---- windows and samples ---------------------------------------------------------------------
-def define_windows(con: Con, width: int) -> int:
+def define_windows(con: Cursor, width: int) -> int:
     """Create xdoc and xwin; return the number of windows."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE xdoc AS
@@ -48,16 +37,16 @@ def define_windows(con: Con, width: int) -> int:
         CREATE OR REPLACE TEMP TABLE xwin AS
         SELECT (w0 + k)::INTEGER AS win, doc_id, (k * {width})::INTEGER AS start
         FROM (SELECT doc_id, w0, unnest(range(n_win)) AS k FROM xdoc)""")
-    return int(_scalar(con, "SELECT count(*) FROM xwin"))
+    return int(scalar(con, "SELECT count(*) FROM xwin"))
 
 
-def drop_temp(con: Con) -> None:
+def drop_temp(con: Cursor) -> None:
     """Free the stage's temp tables (xact alone holds millions of rows)."""
     for table in ("xsamp", "xact", "xfeat", "xgram", "xtok", "xwin", "xdoc"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
-def set_features(con: Con, features: Sequence[int]) -> None:
+def set_features(con: Cursor, features: Sequence[int]) -> None:
     """xfeat := the features explained in this pass."""
     con.execute("CREATE OR REPLACE TEMP TABLE xfeat (feature INTEGER)")
     con.register("_xfeat", pd.DataFrame({"feature": np.asarray(features, dtype=np.int32)}))
@@ -67,7 +56,7 @@ def set_features(con: Con, features: Sequence[int]) -> None:
         con.unregister("_xfeat")
 
 
-def window_maxes(con: Con, sae_id: str, width: int) -> None:
+def window_maxes(con: Cursor, sae_id: str, width: int) -> None:
     """xact := per (feature, win) the feature's max activation, for every feature of the SAE."""
     con.execute(
         f"""
@@ -79,7 +68,7 @@ def window_maxes(con: Con, sae_id: str, width: int) -> None:
     )
 
 
-def sample_activating(con: Con, n_q: int, n_train: int, n_test: int, seed: int) -> None:
+def sample_activating(con: Cursor, n_q: int, n_train: int, n_test: int, seed: int) -> None:
     """xsamp := n_train + n_test windows per feature spread over n_q equal-count quantiles
     of its windows ranked by max activation (quantile 0 = strongest), split train/test.
 
@@ -114,9 +103,9 @@ def sample_activating(con: Con, n_q: int, n_train: int, n_test: int, seed: int) 
         FROM u""")
 
 
-def sample_random(con: Con, pool: int, n: int, seed: int) -> pd.DataFrame:
+def sample_random(con: Cursor, pool: int, n: int, seed: int) -> pd.DataFrame:
     """Per live feature of xfeat: n windows of the shared random pool where it never fires."""
-    return _df(
+    return frame(
         con,
         f"""
         WITH pool AS (SELECT win FROM xwin ORDER BY hash(win, {seed}), win LIMIT {pool}),
@@ -130,9 +119,9 @@ def sample_random(con: Con, pool: int, n: int, seed: int) -> pd.DataFrame:
     )
 
 
-def sample_hard(con: Con, sae_id: str, n_neighbours: int, n: int, seed: int) -> pd.DataFrame:
+def sample_hard(con: Cursor, sae_id: str, n_neighbours: int, n: int, seed: int) -> pd.DataFrame:
     """Per live feature of xfeat: n windows sampled for its neighbours where it never fires."""
-    return _df(
+    return frame(
         con,
         f"""
         WITH live AS (SELECT DISTINCT feature FROM xact SEMI JOIN xfeat USING (feature)),
@@ -148,9 +137,9 @@ def sample_hard(con: Con, sae_id: str, n_neighbours: int, n: int, seed: int) -> 
     )
 
 
-def activating_samples(con: Con) -> pd.DataFrame:
+def activating_samples(con: Cursor) -> pd.DataFrame:
     """The train/test rows of xsamp for the features of xfeat."""
-    return _df(
+    return frame(
         con,
         """
         SELECT feature, win, role, quantile, act FROM xsamp SEMI JOIN xfeat USING (feature)
@@ -158,11 +147,11 @@ def activating_samples(con: Con) -> pd.DataFrame:
     )
 
 
-def window_texts(con: Con, width: int, windows: np.ndarray) -> pd.DataFrame:
+def window_texts(con: Cursor, width: int, windows: np.ndarray) -> pd.DataFrame:
     """(win, text): the window's tokens concatenated, for the given window ids."""
     con.register("_wanted", pd.DataFrame({"win": np.asarray(windows, dtype=np.int32)}))
     try:
-        return _df(
+        return frame(
             con,
             f"""
             SELECT (d.w0 + t.pos // {width})::INTEGER AS win,
@@ -175,12 +164,12 @@ def window_texts(con: Con, width: int, windows: np.ndarray) -> pd.DataFrame:
         con.unregister("_wanted")
 
 
-def window_tokens(con: Con, sae_id: str, width: int, pairs: pd.DataFrame) -> pd.DataFrame:
+def window_tokens(con: Cursor, sae_id: str, width: int, pairs: pd.DataFrame) -> pd.DataFrame:
     """(feature, win, tokens, acts) for the given (feature, win) pairs; acts are 0 where
     the feature does not fire."""
     con.register("_pairs", pairs[["feature", "win"]])
     try:
-        return _df(
+        return frame(
             con,
             f"""
             WITH t AS (SELECT (d.w0 + t.pos // {width})::INTEGER AS win, t.doc_id, t.pos,
@@ -201,9 +190,9 @@ def window_tokens(con: Con, sae_id: str, width: int, pairs: pd.DataFrame) -> pd.
 
 
 # ---- statistics for the statistical explainer ------------------------------------------------
-def define_grams(con: Con) -> None:
+def define_grams(con: Cursor) -> None:
     """xtok and xgram: the n-grams (n = 1, 2, 3) ending at every corpus position."""
-    v = int(_scalar(con, "SELECT coalesce(max(token_id), 0) + 1 FROM tokens"))
+    v = int(scalar(con, "SELECT coalesce(max(token_id), 0) + 1 FROM tokens"))
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _xtoks AS
         SELECT doc_id, pos, token_id::BIGINT AS tok, token_str AS s0,
@@ -229,11 +218,11 @@ def define_grams(con: Con) -> None:
     con.execute("DROP TABLE _xtoks")
 
 
-def gram_lifts(con: Con, sae_id: str, top: int) -> pd.DataFrame:
+def gram_lifts(con: Cursor, sae_id: str, top: int) -> pd.DataFrame:
     """Per feature of xfeat and n: the `top` n-grams ending at its firing positions, ranked by
     share × ln(lift), lift = share among firing positions / share in the corpus (lift > 1,
     seen at least twice unless the feature fires once)."""
-    return _df(
+    return frame(
         con,
         f"""
         WITH f AS (SELECT a.feature, x.tok, x.bi, x.tri
@@ -256,9 +245,9 @@ def gram_lifts(con: Con, sae_id: str, top: int) -> pd.DataFrame:
     )
 
 
-def doc_mix(con: Con, sae_id: str) -> pd.DataFrame:
+def doc_mix(con: Cursor, sae_id: str) -> pd.DataFrame:
     """(feature, language, source, topic, c): firing positions by document kind."""
-    return _df(
+    return frame(
         con,
         """
         SELECT a.feature, d.language, d.source, coalesce(d.topic, '') AS topic, count(*) AS c
@@ -269,9 +258,9 @@ def doc_mix(con: Con, sae_id: str) -> pd.DataFrame:
     )
 
 
-def corpus_mix(con: Con) -> pd.DataFrame:
+def corpus_mix(con: Cursor) -> pd.DataFrame:
     """(language, source, topic, c): corpus tokens by document kind."""
-    return _df(
+    return frame(
         con,
         """
         SELECT d.language, d.source, coalesce(d.topic, '') AS topic, count(*) AS c
@@ -280,22 +269,22 @@ def corpus_mix(con: Con) -> pd.DataFrame:
 
 
 # ---- feature selection -----------------------------------------------------------------------
-def sae_features(con: Con, sae_id: str) -> list[int]:
+def sae_features(con: Cursor, sae_id: str) -> list[int]:
     rows = con.execute(
         "SELECT feature FROM features WHERE sae_id = ? ORDER BY feature", [sae_id]
     ).fetchall()
     return [int(r[0]) for r in rows]
 
 
-def sae_ids(con: Con) -> list[str]:
+def sae_ids(con: Cursor) -> list[str]:
     return [
         str(r[0]) for r in con.execute("SELECT DISTINCT sae_id FROM features ORDER BY 1").fetchall()
     ]
 
 
-def top_by_density(con: Con, n: int, saes: Sequence[str]) -> pd.DataFrame:
+def top_by_density(con: Cursor, n: int, saes: Sequence[str]) -> pd.DataFrame:
     """(sae_id, feature): the n densest features of each given SAE."""
-    return _df(
+    return frame(
         con,
         """
         SELECT sae_id, feature FROM features WHERE list_contains($saes, sae_id)
@@ -304,7 +293,20 @@ def top_by_density(con: Con, n: int, saes: Sequence[str]) -> pd.DataFrame:
     )
 
 
-def explained_features(con: Con, sae_id: str, explainer: str, model: str, version: str) -> set[int]:
+def feature_set_members(ws: Cursor, name: str) -> pd.DataFrame:
+    """(sae_id, feature) of the feature set `name`, from a workspace connection."""
+    return frame(
+        ws,
+        """
+        SELECT DISTINCT m.sae_id, m.feature FROM set_members m
+        JOIN feature_sets s USING (set_id) WHERE s.name = ?""",
+        [name],
+    )
+
+
+def explained_features(
+    con: Cursor, sae_id: str, explainer: str, model: str, version: str
+) -> set[int]:
     """Features that already have a non-NULL explanation from this explainer/model/prompt."""
     rows = con.execute(
         """
@@ -316,19 +318,15 @@ def explained_features(con: Con, sae_id: str, explainer: str, model: str, versio
     return {int(r[0]) for r in rows}
 
 
-def current_run(con: Con) -> str | None:
-    run = _scalar(con, "SELECT run_id FROM runs ORDER BY created DESC LIMIT 1")
-    return None if run is None else str(run)
+def current_run(con: Cursor) -> str | None:
+    """The id of the run the atlas was built by (explanations are tied to its activations)."""
+    run = latest_run(con)
+    return run.run_id if run else None
 
 
-def acts_dir(con: Con) -> str | None:
-    acts = _scalar(con, "SELECT acts_dir FROM runs ORDER BY created DESC LIMIT 1")
-    return str(acts) if acts else None
-
-
-def drop_stale(con: Con, run_id: str | None, saes: Sequence[str]) -> int:
+def drop_stale(con: Cursor, run_id: str | None, saes: Sequence[str]) -> int:
     """Delete explanations made from another run's activations or of SAEs no longer built."""
-    n = _scalar(
+    n = scalar(
         con,
         """
         DELETE FROM explanations
@@ -343,9 +341,11 @@ EXPLANATION_KEY = "sae_id = ? AND explainer = ? AND model = ? AND prompt_version
 
 
 # ---- reading explanations (app and summaries) ------------------------------------------------
-def auroc_values(con: Con, sae_id: str, explainer: str, model: str, version: str) -> pd.DataFrame:
+def auroc_values(
+    con: Cursor, sae_id: str, explainer: str, model: str, version: str
+) -> pd.DataFrame:
     """(embedding_auroc, embedding_auroc_hard) of one explainer's scored features of an SAE."""
-    return _df(
+    return frame(
         con,
         """
         SELECT embedding_auroc, embedding_auroc_hard FROM explanations
@@ -355,9 +355,9 @@ def auroc_values(con: Con, sae_id: str, explainer: str, model: str, version: str
     )
 
 
-def feature_explanations(cur: Con, sae_id: str, feature: int) -> pd.DataFrame:
+def feature_explanations(cur: Cursor, sae_id: str, feature: int) -> pd.DataFrame:
     """Every explanation of one feature with its scores, best first (NULL ones last)."""
-    return _df(
+    return frame(
         cur,
         """
         SELECT explainer, model, prompt_version, created, explanation, error, embedding_auroc,
@@ -369,25 +369,8 @@ def feature_explanations(cur: Con, sae_id: str, feature: int) -> pd.DataFrame:
     )
 
 
-def best_explanations(cur: Con, sae_id: str | None = None) -> pd.DataFrame:
-    """(sae_id, feature, explanation, explainer, embedding_auroc): per feature the non-NULL
-    explanation with the best score (detection, then embedding AUROC), newest on ties."""
-    return _df(
-        cur,
-        """
-        SELECT sae_id, feature, explanation, explainer, embedding_auroc, detection
-        FROM explanations
-        WHERE explanation IS NOT NULL AND ($sae IS NULL OR sae_id = $sae)
-        QUALIFY row_number() OVER (PARTITION BY sae_id, feature ORDER BY
-                                   coalesce(detection, embedding_auroc) DESC NULLS LAST,
-                                   created DESC) = 1
-        ORDER BY sae_id, feature""",
-        {"sae": sae_id},
-    )
-
-
 def semantic_search(
-    cur: Con,
+    cur: Cursor,
     query_embedding: np.ndarray | Sequence[float],
     k: int = 20,
     sae_ids: Sequence[str] | None = None,
@@ -397,7 +380,7 @@ def semantic_search(
     q = np.asarray(query_embedding, dtype=np.float32).reshape(-1)
     if q.shape[0] != EMBED_DIM:
         raise ValueError(f"query embedding must have {EMBED_DIM} values, got {q.shape[0]}")
-    return _df(
+    return frame(
         cur,
         f"""
         SELECT sae_id, feature, explanation, explainer, embedding_auroc,

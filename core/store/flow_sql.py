@@ -1,22 +1,16 @@
-"""All SQL of the cross-layer flow (issue 7): the build's co-firing counts and the app's reads.
+"""All SQL of the cross-layer flow: the build's co-firing counts and writes, the app's reads.
 
 Tables: flow_edges, flow_classes, flow_score_hist, flow_validation (see schema.FLOW_TABLES).
-Every function takes a DuckDB connection (or cursor) and returns a DataFrame.
+Every function takes a DuckDB connection (or cursor); the reads return DataFrames.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import duckdb
 import pandas as pd
 
-Con = duckdb.DuckDBPyConnection
-
-
-def _q(con: Con, sql: str, **params: Any) -> pd.DataFrame:
-    return con.execute(sql, params).df()
-
+from core.store.db import Cursor, frame, ident, scalar
+from core.store.runs import replace_table
 
 # ---- build: same-token co-firing of feature pairs (needs the `activations` view) ---------------
 _ALIVE = """
@@ -51,16 +45,16 @@ ORDER BY p.pair
 """
 
 
-def alive_features(con: Con, sae_id: str) -> pd.DataFrame:
+def alive_features(con: Cursor, sae_id: str) -> pd.DataFrame:
     """Features of one SAE that fire at least once (column `feature`)."""
-    return _q(con, _ALIVE, sae=sae_id)
+    return frame(con, _ALIVE, {"sae": sae_id})
 
 
-def pair_counts(con: Con, src_sae: str, dst_sae: str, pairs: pd.DataFrame) -> pd.DataFrame:
+def pair_counts(con: Cursor, src_sae: str, dst_sae: str, pairs: pd.DataFrame) -> pd.DataFrame:
     """Per pair: firings of each side and tokens where both fire (same doc_id, pos)."""
     con.register("_pairs", pairs)
     try:
-        return _q(con, _PAIR_COUNTS, src=src_sae, dst=dst_sae)
+        return frame(con, _PAIR_COUNTS, {"src": src_sae, "dst": dst_sae})
     finally:
         con.unregister("_pairs")
 
@@ -78,19 +72,19 @@ SELECT * FROM flow_classes WHERE sae_id = $sae AND feature = $feature
 """
 
 
-def incident_edges(con: Con, sae_id: str, feature: int) -> pd.DataFrame:
+def incident_edges(con: Cursor, sae_id: str, feature: int) -> pd.DataFrame:
     """Every stored edge that starts or ends at the feature, both directions, all ranks."""
-    return _q(con, _INCIDENT, sae=sae_id, feature=int(feature))
+    return frame(con, _INCIDENT, {"sae": sae_id, "feature": int(feature)})
 
 
-def predecessors(con: Con, sae_id: str, feature: int) -> pd.DataFrame:
+def predecessors(con: Cursor, sae_id: str, feature: int) -> pd.DataFrame:
     """The feature's top-k predecessor candidates per kind (R / M / A), best first."""
     df = incident_edges(con, sae_id, feature)
     mine = (df["direction"] == "back") & (df["dst_sae"] == sae_id) & (df["dst_feature"] == feature)
     return df[mine].reset_index(drop=True)
 
 
-def successors(con: Con, sae_id: str, feature: int) -> pd.DataFrame:
+def successors(con: Cursor, sae_id: str, feature: int) -> pd.DataFrame:
     """The feature's top-k successor candidates (next residual layer, or the same layer's
     residual SAE for a module feature), best first."""
     df = incident_edges(con, sae_id, feature)
@@ -98,9 +92,9 @@ def successors(con: Con, sae_id: str, feature: int) -> pd.DataFrame:
     return df[mine].reset_index(drop=True)
 
 
-def feature_class(con: Con, sae_id: str, feature: int) -> pd.DataFrame:
+def feature_class(con: Cursor, sae_id: str, feature: int) -> pd.DataFrame:
     """The feature's flow_classes row (empty for a non-residual feature)."""
-    return _q(con, _CLASS, sae=sae_id, feature=int(feature))
+    return frame(con, _CLASS, {"sae": sae_id, "feature": int(feature)})
 
 
 # ---- app: layer summaries ----------------------------------------------------------------------
@@ -120,45 +114,28 @@ _VALIDATION = """
 SELECT * FROM flow_validation ORDER BY dst_sae, kind, series
 """
 
-_NODE_INFO = """
-SELECT n.sae_id, n.feature, f.density, f.max_act, f.top_tokens, c.flow_class, c.s_r, c.s_m, c.s_a
-FROM _nodes n
-LEFT JOIN features f USING (sae_id, feature)
-LEFT JOIN flow_classes c USING (sae_id, feature)
-"""
 
-
-def class_shares(con: Con) -> pd.DataFrame:
+def class_shares(con: Cursor) -> pd.DataFrame:
     """Per residual SAE: each class's count and share of the classified features."""
-    return _q(con, _CLASS_SHARES)
+    return frame(con, _CLASS_SHARES)
 
 
-def score_hist(con: Con) -> pd.DataFrame:
+def score_hist(con: Cursor) -> pd.DataFrame:
     """Score histograms (observed and random baseline) with the thresholds used."""
-    return _q(con, _SCORE_HIST)
+    return frame(con, _SCORE_HIST)
 
 
-def validation(con: Con) -> pd.DataFrame:
+def validation(con: Cursor) -> pd.DataFrame:
     """Co-firing summary of matched vs random pairs per layer pair."""
-    return _q(con, _VALIDATION)
+    return frame(con, _VALIDATION)
 
 
-def node_info(con: Con, nodes: pd.DataFrame) -> pd.DataFrame:
-    """Density, max_act, top tokens and flow class for (sae_id, feature) rows of `nodes`."""
-    con.register("_nodes", nodes[["sae_id", "feature"]])
-    try:
-        return _q(con, _NODE_INFO)
-    finally:
-        con.unregister("_nodes")
-
-
-def has_flow(con: Con) -> bool:
+def has_flow(con: Cursor) -> bool:
     """Whether this atlas has flow tables with rows (older atlases do not)."""
     try:
-        row = con.execute("SELECT count(*) FROM flow_edges").fetchone()
+        return bool(scalar(con, "SELECT count(*) FROM flow_edges"))
     except duckdb.Error:
         return False
-    return bool(row and row[0])
 
 
 _SOURCE_FEATURES = """
@@ -174,14 +151,23 @@ ORDER BY share DESC, n_fire DESC LIMIT $k
 
 
 def source_features(
-    con: Con, sae_id: str, source: str, k: int = 10, min_fire: int = 200
+    con: Cursor, sae_id: str, source: str, k: int = 10, min_fire: int = 200
 ) -> pd.DataFrame:
     """Features that fire almost only on one corpus source (e.g. wiki_fr): steering targets."""
-    return _q(con, _SOURCE_FEATURES, sae=sae_id, source=source, k=k, min_fire=min_fire)
+    return frame(
+        con, _SOURCE_FEATURES, {"sae": sae_id, "source": source, "k": k, "min_fire": min_fire}
+    )
 
 
-def first_residual_sae(con: Con) -> str | None:
-    row = con.execute(
-        "SELECT sae_id FROM saes WHERE site = 'resid_post' ORDER BY layer LIMIT 1"
-    ).fetchone()
-    return None if row is None else str(row[0])
+def first_residual_sae(con: Cursor) -> str | None:
+    sae_id = scalar(con, "SELECT sae_id FROM saes WHERE site = 'resid_post' ORDER BY layer LIMIT 1")
+    return None if sae_id is None else str(sae_id)
+
+
+def replace_flow_tables(con: Cursor, tables: dict[str, pd.DataFrame]) -> None:
+    """Each flow table's rows replaced by its frame; an empty frame empties the table."""
+    for name, df in tables.items():
+        if df.empty:
+            con.execute(f"DELETE FROM {ident(name)}")
+        else:
+            replace_table(con, name, df)

@@ -1,4 +1,6 @@
-"""Every read query of the app, as named functions over a cursor (`?` / `$name` parameters only).
+"""Feature rows: the Features table, search, sort and export, as named functions over a cursor
+(`?` / `$name` parameters only). One feature's page is in `feature_sql`, the atlas as a whole in
+`overview_sql`.
 
 Feature rows come from one place, `feature_source`: the `features` table joined with its SAE
 (`layer`, `site`) and with the chosen columns of whichever optional per-feature tables later
@@ -12,15 +14,13 @@ constants here and are double-quoted; sorting accepts only a column of the featu
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
 import pandas as pd
 
-Cursor = duckdb.DuckDBPyConnection
+from core.store.db import Cursor, first, frame, ident
 
 
 @dataclass(frozen=True)
@@ -51,20 +51,10 @@ _KEYS = ("sae_id", "feature")
 _BASE = ("sae_id", "feature", "layer", "site")
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _is_scalar(data_type: str) -> bool:
     """Lists, arrays, structs and maps stay out of the joined feature rows (e.g. embeddings)."""
     t = data_type.upper()
     return not (t.endswith("]") or t.startswith(("STRUCT", "MAP", "UNION")))
-
-
-def _first(cur: Cursor, sql: str, params: Any = None) -> tuple[Any, ...] | None:
-    """The first row; all rows are fetched (a half-read result blocks the cursor)."""
-    rows = cur.execute(sql, params if params is not None else []).fetchall()
-    return tuple(rows[0]) if rows else None
 
 
 def schema_columns(cur: Cursor, tables: list[str]) -> dict[str, list[tuple[str, str]]]:
@@ -122,7 +112,7 @@ class FeatureSource:
         head = "" if base is None else f"WITH b AS MATERIALIZED ({base}) "
         joins = []
         for j in self.joins:
-            rows = _ident(j.table)
+            rows = ident(j.table)
             if base is not None:
                 rows = (
                     f"(SELECT x.* FROM {rows} x SEMI JOIN b USING (sae_id, feature) WHERE {prune})"
@@ -148,7 +138,7 @@ _SOURCES: dict[tuple[str, int], FeatureSource] = {}
 
 def feature_source(cur: Cursor) -> FeatureSource:
     """The feature rows (see FeatureSource); memoised per read-only atlas file and mtime."""
-    row = _first(
+    row = first(
         cur,
         "SELECT path, readonly FROM duckdb_databases() WHERE database_name = current_database()",
     )
@@ -165,15 +155,15 @@ def feature_source(cur: Cursor) -> FeatureSource:
 
 def _unique_keys(cur: Cursor, table: str) -> bool:
     """Whether a table holds at most one row per (sae_id, feature) (one scan, memoised above)."""
-    dup = f"SELECT 1 FROM {_ident(table)} GROUP BY sae_id, feature HAVING count(*) > 1 LIMIT 1"
-    return _first(cur, dup) is None
+    dup = f"SELECT 1 FROM {ident(table)} GROUP BY sae_id, feature HAVING count(*) > 1 LIMIT 1"
+    return first(cur, dup) is None
 
 
 def _build_source(cur: Cursor) -> FeatureSource:
     tables = schema_columns(cur, ["features"] + [o.name for o in OPTIONAL_FEATURE_TABLES])
     feat_cols = [(c, t) for c, t in tables.get("features", []) if c not in _KEYS]
     select = ["f.sae_id", "f.feature", "s.layer", "s.site"] + [
-        f"f.{_ident(c)}" for c, _ in feat_cols
+        f"f.{ident(c)}" for c, _ in feat_cols
     ]
     columns = list(_BASE) + [c for c, _ in feat_cols]
     scalar = set(_BASE) | {c for c, t in feat_cols if _is_scalar(t)}
@@ -185,7 +175,7 @@ def _build_source(cur: Cursor) -> FeatureSource:
         extra = [c for c in opt.columns if c in types and c not in columns and _is_scalar(types[c])]
         pick = opt.pick if opt.pick and not _unique_keys(cur, opt.name) else None
         joins.append(Join(opt.name, f"x{i}", pick))
-        select += [f"x{i}.{_ident(c)}" for c in extra]
+        select += [f"x{i}.{ident(c)}" for c in extra]
         columns += extra
         scalar |= set(extra)
     return FeatureSource(
@@ -226,8 +216,8 @@ def _where(src: FeatureSource, flt: FeatureFilter) -> tuple[str, dict[str, Any]]
         params["pattern"] = like_pattern(flt.text.strip())
         ors = ["array_to_string(r.top_tokens, ' ') ILIKE $pattern ESCAPE '\\'"]
         ors += [
-            f"EXISTS (SELECT 1 FROM {_ident(t)} x WHERE x.sae_id = r.sae_id AND "
-            f"x.feature = r.feature AND x.{_ident(c)} ILIKE $pattern ESCAPE '\\')"
+            f"EXISTS (SELECT 1 FROM {ident(t)} x WHERE x.sae_id = r.sae_id AND "
+            f"x.feature = r.feature AND x.{ident(c)} ILIKE $pattern ESCAPE '\\')"
             for t, c in src.text_columns
         ]
         conds.append("(" + " OR ".join(ors) + ")")
@@ -247,7 +237,7 @@ def _order_by(src: FeatureSource, sort: str, desc: bool) -> str:
     if sort not in src.sortable:
         raise ValueError(f"cannot sort by {sort!r}; sortable columns: {', '.join(src.sortable)}")
     tie = "" if sort in _KEYS else ", r.sae_id, r.feature"
-    return f"ORDER BY r.{_ident(sort)} {'DESC' if desc else 'ASC'} NULLS LAST{tie}"
+    return f"ORDER BY r.{ident(sort)} {'DESC' if desc else 'ASC'} NULLS LAST{tie}"
 
 
 def search_features(
@@ -266,7 +256,7 @@ def search_features(
     order = _order_by(src, sort, desc)
     if not _features_only(src, sort):
         sql = f"SELECT * FROM ({src.sql}) r {where} {order} LIMIT $limit OFFSET $offset"
-        return cur.execute(sql, params).df()
+        return frame(cur, sql, params)
     # Late materialisation: page through `features` alone, then fetch only that page's rows.
     page = f"SELECT r.sae_id, r.feature FROM features r {where} {order} LIMIT $limit OFFSET $offset"
     keys = [(str(a), int(b)) for a, b in cur.execute(page, params).fetchall()]
@@ -276,7 +266,7 @@ def search_features(
 def count_features(cur: Cursor, flt: FeatureFilter = FeatureFilter()) -> int:
     src = feature_source(cur)
     where, params = _where(src, flt)
-    row = _first(cur, f"SELECT count(*) FROM features r {where}", params)
+    row = first(cur, f"SELECT count(*) FROM features r {where}", params)
     return int(row[0]) if row else 0
 
 
@@ -288,7 +278,7 @@ def _features_only(src: FeatureSource, sort: str) -> bool:
 def feature_row(cur: Cursor, sae_id: str, feature: int) -> dict[str, Any] | None:
     """One feature's row (all joined columns), or None when (sae_id, feature) is unknown."""
     df = features_for_export(cur, [(sae_id, feature)])
-    return _records(df)[0] if len(df) else None
+    return records(df)[0] if len(df) else None
 
 
 def features_for_export(cur: Cursor, keys: list[tuple[str, int]]) -> pd.DataFrame:
@@ -311,167 +301,11 @@ def features_for_export(cur: Cursor, keys: list[tuple[str, int]]) -> pd.DataFram
     )
     base = f"SELECT x.* FROM features x SEMI JOIN {k} k USING (sae_id, feature) WHERE {prune}"
     sql = f"SELECT r.* FROM ({src.over(base, prune)}) r JOIN {k} k USING (sae_id, feature) ORDER BY k.i"
-    return cur.execute(sql, params).df()
-
-
-# ---- one feature -----------------------------------------------------------------------------
-def feature_page(cur: Cursor, sae_id: str, feature: int) -> dict[str, Any] | None:
-    """Everything the feature page shows, or None when the SAE or feature does not exist."""
-    row = feature_row(cur, sae_id, feature)
-    if row is None:
-        return None
-    return {
-        "row": row,
-        "sae": sae_info(cur, sae_id),
-        "examples": examples(cur, sae_id, feature),
-        "histogram": histogram(cur, sae_id, feature),
-        "logits": logits(cur, sae_id, feature),
-        "neighbours": neighbours(cur, sae_id, feature),
-    }
-
-
-def examples(cur: Cursor, sae_id: str, feature: int) -> pd.DataFrame:
-    """Top then interval examples: kind, rank, bin, doc_id, pos, act, center, tokens, acts, doc info."""
-    return cur.execute(
-        "SELECT e.kind, e.rank, e.bin, e.doc_id, e.pos, e.act, e.center, e.tokens, e.acts, "
-        "d.source, d.topic, d.title "
-        "FROM examples e LEFT JOIN documents d ON d.doc_id = e.doc_id "
-        "WHERE e.sae_id = ? AND e.feature = ? "
-        "ORDER BY e.kind = 'interval', e.bin DESC NULLS FIRST, e.rank",
-        [sae_id, int(feature)],
-    ).df()
-
-
-def histogram(cur: Cursor, sae_id: str, feature: int) -> dict[str, list[float]] | None:
-    """{'edges': (n+1,), 'counts': (n,)} or None for a feature that never fires."""
-    row = _first(
-        cur,
-        "SELECT edges, counts FROM histograms WHERE sae_id = ? AND feature = ?",
-        [sae_id, int(feature)],
-    )
-    if row is None:
-        return None
-    return {"edges": [float(v) for v in row[0]], "counts": [float(v) for v in row[1]]}
-
-
-def logits(cur: Cursor, sae_id: str, feature: int) -> pd.DataFrame:
-    """sign (+1 promoted / -1 suppressed), rank, token_id, token_str, value."""
-    return cur.execute(
-        "SELECT sign, rank, token_id, token_str, value FROM logits "
-        "WHERE sae_id = ? AND feature = ? ORDER BY sign DESC, rank",
-        [sae_id, int(feature)],
-    ).df()
-
-
-def neighbours(cur: Cursor, sae_id: str, feature: int) -> pd.DataFrame:
-    """Decoder-cosine neighbours in the same SAE, with their density and top tokens."""
-    nb = cur.execute(
-        "SELECT rank, neighbour, cosine FROM neighbours WHERE sae_id = ? AND feature = ? ORDER BY rank",
-        [sae_id, int(feature)],
-    ).df()
-    if nb.empty:
-        return nb.assign(density=[], max_act=[], top_tokens=[])
-    ids = [int(n) for n in nb["neighbour"]]
-    info = cur.execute(
-        "SELECT feature AS neighbour, density, max_act, top_tokens FROM features "
-        "WHERE sae_id = ? AND feature BETWEEN ? AND ? AND list_contains(?, feature)",
-        [sae_id, min(ids), max(ids), ids],
-    ).df()
-    return nb.merge(info, on="neighbour", how="left")
-
-
-def sae_info(cur: Cursor, sae_id: str) -> dict[str, Any] | None:
-    df = cur.execute("SELECT * EXCLUDE (train_log, cfg) FROM saes WHERE sae_id = ?", [sae_id]).df()
-    return _records(df)[0] if len(df) else None
-
-
-# ---- overview --------------------------------------------------------------------------------
-def sae_ids(cur: Cursor) -> list[str]:
-    return [
-        str(r[0]) for r in cur.execute("SELECT sae_id FROM saes ORDER BY layer, site").fetchall()
-    ]
-
-
-def sae_table(cur: Cursor) -> pd.DataFrame:
-    """Each SAE with its site, size and quality metrics, and how many features ever fire."""
-    return cur.execute(
-        "SELECT s.sae_id, s.layer, s.site, s.architecture, s.d_in, s.d_sae, s.k, s.source, "
-        "s.fvu, s.l0, s.dead_frac, s.ce_base, s.ce_spliced, s.ce_increase, s.frac_loss_recovered, "
-        "s.n_tokens_eval, (SELECT count(*) FROM features f WHERE f.sae_id = s.sae_id "
-        "AND f.n_fire > 0) AS alive "
-        "FROM saes s ORDER BY s.layer, s.site"
-    ).df()
-
-
-def model_info(cur: Cursor) -> dict[str, Any] | None:
-    df = cur.execute("SELECT * FROM model_info LIMIT 1").df()
-    return _records(df)[0] if len(df) else None
-
-
-def run_info(cur: Cursor) -> dict[str, Any] | None:
-    """The latest run: id, created, and its config / versions / timings parsed from JSON."""
-    row = _first(
-        cur,
-        "SELECT run_id, created, config, versions, timings FROM runs ORDER BY created DESC LIMIT 1",
-    )
-    if row is None:
-        return None
-    return {
-        "run_id": row[0],
-        "created": row[1],
-        "config": _json(row[2]),
-        "versions": _json(row[3]),
-        "timings": _json(row[4]),
-    }
-
-
-def stages(cur: Cursor) -> pd.DataFrame:
-    return cur.execute("SELECT stage, finished, seconds FROM stages ORDER BY finished").df()
-
-
-def corpus_breakdown(cur: Cursor, by: str) -> pd.DataFrame:
-    """Documents and tokens per `source`, `topic` or `language` (most tokens first)."""
-    if by not in ("source", "topic", "language"):
-        raise ValueError(f"cannot group the corpus by {by!r}")
-    col = _ident(by)
-    return cur.execute(
-        f"SELECT coalesce({col}, '(none)') AS {col}, count(*) AS documents, "
-        f"sum(n_tokens)::BIGINT AS tokens FROM documents GROUP BY ALL ORDER BY tokens DESC, {col}"
-    ).df()
-
-
-def overview(cur: Cursor) -> dict[str, Any]:
-    """Model, corpus totals and breakdowns, SAEs, run config and stage timings."""
-    row = _first(cur, "SELECT count(*), coalesce(sum(n_tokens), 0) FROM documents")
-    n_docs, n_tokens = (int(row[0]), int(row[1])) if row else (0, 0)
-    row = _first(cur, "SELECT count(*), count(*) FILTER (WHERE n_fire > 0) FROM features")
-    n_feat, n_alive = (int(row[0]), int(row[1])) if row else (0, 0)
-    return {
-        "model": model_info(cur),
-        "run": run_info(cur),
-        "stages": stages(cur),
-        "saes": sae_table(cur),
-        "n_documents": n_docs,
-        "n_tokens": n_tokens,
-        "n_features": n_feat,
-        "n_alive": n_alive,
-        "sources": corpus_breakdown(cur, "source"),
-        "topics": corpus_breakdown(cur, "topic"),
-        "languages": corpus_breakdown(cur, "language"),
-    }
+    return frame(cur, sql, params)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-def _json(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+def records(df: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as dicts of plain Python values (NaN → None), lists kept as lists."""
     out = []
     for rec in df.to_dict(orient="records"):

@@ -1,7 +1,7 @@
-"""The atlas schema: every table the build writes and the app reads (DDL only; queries in queries.py).
+"""The atlas schema: every table the build writes and the app reads (DDL only).
 
 Keys: an SAE is `sae_id` ('L12/resid_post'); a feature is (sae_id, feature).
-Sparse activations live in Parquet beside the DB (see `activations` view in atlas.py).
+Sparse activations live in Parquet beside the DB (the `activations` view, runs.py).
 """
 
 SCHEMA_VERSION = 1
@@ -10,8 +10,11 @@ TABLES: dict[str, str] = {
     "runs": """
         run_id VARCHAR PRIMARY KEY, created TIMESTAMP, config JSON, versions JSON,
         timings JSON, acts_dir VARCHAR, schema_version INTEGER""",
+    # One row per finished stage: wall seconds and the process's peak resident memory (MB)
+    # while it ran; detail: the stage's own summary (counts, ids).
     "stages": """
-        stage VARCHAR PRIMARY KEY, finished TIMESTAMP, seconds DOUBLE, detail JSON""",
+        stage VARCHAR PRIMARY KEY, finished TIMESTAMP, seconds DOUBLE, detail JSON,
+        peak_rss_mb DOUBLE""",
     "model_info": """
         name VARCHAR, source VARCHAR, n_layers INTEGER, d_model INTEGER, vocab_size INTEGER,
         device VARCHAR""",
@@ -48,8 +51,7 @@ TABLES: dict[str, str] = {
 }
 
 
-# Later stages own their tables below, one dict each (edit only your own section).
-# ---- explanations (issue 4) -------------------------------------------------------------------
+# ---- explanations ------------------------------------------------------------------------------
 # Several explanations per feature, one per (explainer, model, prompt_version); a failed call or
 # an unparsable answer has explanation NULL and the reason in `error` (re-running retries it).
 # embedding: all-MiniLM-L6-v2 of the explanation (unit norm) for semantic search. Scores:
@@ -66,7 +68,7 @@ EXPLAIN_TABLES: dict[str, str] = {
         PRIMARY KEY (sae_id, feature, explainer, model, prompt_version)""",
 }
 
-# ---- geometry: UMAP, co-occurrence, lobes, layer structure (issue 6) ----------------------------
+# ---- geometry: UMAP, co-occurrence, lobes, layer structure ---------------------------------------
 # Lobes are spectral clusters of window co-occurrence (-1: never occurs in a window); geo_cluster
 # the spectral clusters of decoder directions (angular similarity), same k. joint_x/y: one UMAP
 # of all residual SAEs together (NULL for other sites). lobe / geo_cluster here: default k.
@@ -101,7 +103,7 @@ GEOMETRY_TABLES: dict[str, str] = {
         PRIMARY KEY (sae_id, rank)""",
 }
 
-# ---- cross-layer flow (issue 7) -----------------------------------------------------------------
+# ---- cross-layer flow ----------------------------------------------------------------------------
 FLOW_TABLES: dict[str, str] = {
     # Decoder-cosine matches between SAEs in the same space (METHODS §6). kind: 'R' resid L-1 ->
     # resid L, 'M' / 'A' mlp_out / attn_out L -> resid L. direction 'back': for each dst feature
@@ -137,5 +139,16 @@ def all_tables() -> dict[str, str]:
     return {**TABLES, **EXPLAIN_TABLES, **GEOMETRY_TABLES, **FLOW_TABLES}
 
 
+# Columns added after the first release: an atlas built before them gains them when a build
+# resumes or overwrites stages in it (readers never need them).
+ADDED_COLUMNS: dict[str, list[str]] = {"stages": ["peak_rss_mb DOUBLE"]}
+
+
 def create_statements() -> list[str]:
-    return [f"CREATE TABLE IF NOT EXISTS {name} ({cols})" for name, cols in all_tables().items()]
+    tables = [f"CREATE TABLE IF NOT EXISTS {name} ({cols})" for name, cols in all_tables().items()]
+    added = [
+        f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {col}"
+        for name, cols in ADDED_COLUMNS.items()
+        for col in cols
+    ]
+    return tables + added

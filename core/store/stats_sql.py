@@ -65,7 +65,7 @@ FROM (
 )
 """
 
-# Inputs of the example windows (built in numpy, core/build/stats.py): every token in
+# Inputs of the example windows (built in numpy, core/pipeline/stats.py): every token in
 # (doc_id, pos) order and this SAE's sparse activations.
 ALL_TOKENS = "SELECT doc_id, pos, token_str FROM tokens ORDER BY doc_id, pos"
 SAE_ACTIVATIONS = "SELECT doc_id, pos, feature, act FROM sae_acts"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 from pathlib import Path
 
 import pytest
 
+from core.store import workspace_sql
 from core.workspace import Workspace, WorkspaceError, default_workspace_path
 
 
@@ -52,6 +56,54 @@ def test_members_keep_order_and_skip_duplicates(ws: Workspace) -> None:
     assert ws.list_sets()[0].size == 3
 
 
+def test_create_with_members_is_all_or_nothing(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure while the members go in leaves no set behind, and its name stays free."""
+    keys = [("L3/resid_post", 1), ("L4/mlp_out", 2)]
+    insert = workspace_sql.insert_members
+
+    def insert_then_fail(*args: object) -> None:
+        insert(*args)  # type: ignore[arg-type]
+        raise RuntimeError("failed while adding members")
+
+    monkeypatch.setattr(workspace_sql, "insert_members", insert_then_fail)
+    with pytest.raises(RuntimeError, match="adding members"):
+        ws.create_set("lasso", keys)
+    monkeypatch.undo()
+    assert ws.list_sets() == []
+    with pytest.raises(ValueError):
+        ws.create_set("lasso", [("L3/resid_post", "not a feature")])  # type: ignore[list-item]
+    assert ws.list_sets() == []
+    s = ws.create_set("lasso", keys)
+    assert ws.members(s) == keys and [x.name for x in ws.list_sets()] == ["lasso"]
+
+
+def test_create_killed_midway_leaves_no_set(tmp_path: Path) -> None:
+    """A process killed between creating a set and adding its members: after reopening, no
+    empty set holds the name."""
+    path = tmp_path / "workspace.duckdb"
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from core.store import workspace_sql
+        from core.workspace import Workspace
+        insert = workspace_sql.insert_members
+        def insert_then_die(*args):
+            insert(*args)
+            os.kill(os.getpid(), signal.SIGKILL)
+        workspace_sql.insert_members = insert_then_die
+        Workspace({str(path)!r}).create_set("lasso", [("L3/resid_post", 1)])
+        """
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, timeout=120)
+    assert done.returncode == -9
+    ws = Workspace(path)
+    assert ws.list_sets() == []
+    assert ws.members(ws.create_set("lasso", [("L3/resid_post", 1)])) == [("L3/resid_post", 1)]
+
+
 def test_persists_across_reopen(tmp_path: Path) -> None:
     path = tmp_path / "workspace.duckdb"
     ws = Workspace(path)
@@ -72,7 +124,7 @@ def test_concurrent_writers(ws: Workspace) -> None:
             for i in range(10):
                 ws.add_features(s, [("L3/resid_post", t * 100 + i)])
                 ws.list_sets()
-        except BaseException as err:  # noqa: BLE001 - collected and asserted below
+        except BaseException as err:  # collected and asserted below
             errors.append(err)
 
     threads = [threading.Thread(target=add, args=(t,)) for t in range(4)]

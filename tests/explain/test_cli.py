@@ -60,3 +60,22 @@ def test_bad_selection_is_a_clear_error(
     assert "sae-atlas explain: error:" in capsys.readouterr().err
     assert planted_atlas.read_bytes() == before  # untouched
     assert not planted_atlas.with_name("atlas.duckdb.tmp").exists()
+
+
+@pytest.mark.parametrize("args", [["--concurrency", "0"], ["--window", "1"], ["--n-train", "-1"]])
+def test_impossible_config_fails_before_the_atlas_is_copied(
+    planted_atlas: Path, args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = planted_atlas.read_bytes()
+    files = sorted(planted_atlas.parent.iterdir())
+    assert _run(planted_atlas, *args) == 2
+    assert "sae-atlas explain: error:" in capsys.readouterr().err
+    assert planted_atlas.read_bytes() == before
+    assert sorted(planted_atlas.parent.iterdir()) == files  # no atlas.duckdb.tmp copy
+
+
+def test_bad_top_n_is_a_clear_error(
+    planted_atlas: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(planted_atlas, "--features", "top-x") == 2
+    assert "expected top-N" in capsys.readouterr().err

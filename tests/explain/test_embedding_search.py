@@ -16,7 +16,8 @@ from core.explain.embeddings import EMBED_DIM, Embedder, embed_query
 from core.explain.stage import explain_atlas
 from core.store import explain_sql as sql
 from core.store import schema
-from core.store.atlas import AtlasWriter, define_activations_view
+from core.store.atlas import AtlasWriter
+from core.store.runs import define_activations_view
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def embedder() -> Embedder:
 
 def _open(atlas: Path) -> AtlasWriter:
     w = AtlasWriter(atlas)
-    define_activations_view(w.con, str(atlas.parent / "acts-test" / "*" / "*.parquet"))
+    define_activations_view(w.con, atlas.parent / "acts-test")
     return w
 
 

@@ -16,7 +16,8 @@ from core.explain.clients import LocalChat
 from core.explain.config import ExplainConfig
 from core.explain.stage import explain_atlas
 from core.explain.windows import Example
-from core.store.atlas import AtlasWriter, define_activations_view
+from core.store.atlas import AtlasWriter
+from core.store.runs import define_activations_view
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +42,7 @@ def test_local_explainer_stores_an_explanation_or_null_with_error(
         max_new_tokens=40,
     )
     w = AtlasWriter(planted_atlas)
-    define_activations_view(w.con, str(planted_atlas.parent / "acts-test" / "*" / "*.parquet"))
+    define_activations_view(w.con, planted_atlas.parent / "acts-test")
     out = explain_atlas(w, cfg, features={SAE: [F_PARIS]}, backend=smol)
     row = w.con.execute("SELECT * FROM explanations").df().iloc[0]
     w.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -15,56 +16,110 @@ from explain_planted import F_DEAD, F_DEF, F_PARIS, SAE
 
 from core.explain import llm
 from core.explain.cli import add_explain_parser, cmd_explain
-from core.explain.clients import OpenAIChat
+from core.explain.clients import NO_API_KEY, OpenAIChat, openai_from_env
+from core.explain.llm import parse_explanation
 from core.explain.windows import Example
 
 
-def _client(url: str, **kw: object) -> OpenAIChat:
-    args = {"concurrency": 4, "timeout_s": 0.5, "max_retries": 2, "sleep": lambda s: None, **kw}
-    return OpenAIChat(url, "fake-model", "sk-test", **args)  # type: ignore[arg-type]
+def _client(url: str, **kw: Any) -> OpenAIChat:
+    args: dict[str, Any] = {"concurrency": 4, "timeout_s": 0.5, "max_retries": 2, **kw}
+    return OpenAIChat(url, "fake-model", "sk-test", **args)
 
 
 def _ask(user: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": llm.SYSTEM}, {"role": "user", "content": user}]
 
 
-def test_client_retries_rate_limits_errors_and_timeouts() -> None:
+def test_client_retries_rate_limits_server_errors_and_timeouts() -> None:
     with FakeOpenAI(delay=1.0) as fake:
+        fake.faults = {"c429": ["429"], "c500": ["500", "500"], "cslow": ["timeout"]}
+        client = _client(fake.base_url)
+        keys = ["cok << Paris>>", "c429 << Paris>>", "c500", "cslow"]
+        got = dict(zip(keys, client.complete([_ask(k) for k in keys], 50), strict=True))
+        seen = {k: fake.requests_with(k) for k in keys}
+    assert seen == {"cok << Paris>>": 1, "c429 << Paris>>": 2, "c500": 3, "cslow": 2}
+    assert {k: c.attempts for k, c in got.items()} == seen
+    # each answer belongs to its own prompt, retried or not
+    assert [parse_explanation(str(got[k].text)) for k in keys] == [
+        "the word Paris",
+        "the word Paris",
+        "miscellaneous tokens",
+        "miscellaneous tokens",
+    ]
+    assert all(c.error is None for c in got.values())
+    assert all(r["temperature"] == 0 and r["model"] == "fake-model" for r in fake.requests)
+    assert all(h["authorization"] == "Bearer sk-test" for h in fake.headers)
+    usage = client.usage.summary()
+    assert usage["calls"] == 4 and usage["failed"] == 0 and usage["retries"] == 1 + 2 + 1
+    assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
+
+
+def test_failed_calls_are_errors_and_none_is_lost() -> None:
+    with FakeOpenAI() as fake:
         fake.faults = {
-            "c429": ["429"],
-            "c500": ["500", "500"],
-            "cbad": ["malformed"],
-            "cslow": ["timeout"],
             "c401": ["401"],
             "cdead": ["500"] * 5,
+            "cbad": ["malformed"],
+            "cnull": ["nocontent"],
         }
-        client = _client(fake.base_url)
-        keys = ["cok <<x>>", "c429", "c500", "cbad", "cslow", "c401", "cdead"]
-        got = dict(zip(keys, client.complete([_ask(k) for k in keys], 50), strict=True))
-    for k in ("cok <<x>>", "c429", "c500", "cbad", "cslow"):
-        assert got[k].text is not None and got[k].error is None, k
-    assert [got[k].attempts for k in ("cok <<x>>", "c429", "c500", "cbad", "cslow")] == [
-        1,
-        2,
-        3,
-        2,
-        2,
-    ]
-    assert got["c401"].text is None and "HTTP 401" in str(got["c401"].error)
-    assert got["c401"].attempts == 1  # a bad key is not retried
-    assert got["cdead"].text is None and "gave up after 3 attempts" in str(got["cdead"].error)
-    assert all(r["temperature"] == 0 and r["model"] == "fake-model" for r in fake.requests)
-    assert all(h["Authorization"] == "Bearer sk-test" for h in fake.headers)
-    usage = client.usage.summary()
-    assert usage["calls"] == 7 and usage["failed"] == 2 and usage["retries"] == 1 + 2 + 1 + 1 + 2
-    assert usage["prompt_tokens"] > 0
+        keys = ["c401", "cok", "cdead", "cbad", "cnull"]
+        got = dict(
+            zip(keys, _client(fake.base_url).complete([_ask(k) for k in keys], 50), strict=True)
+        )
+        seen = {k: fake.requests_with(k) for k in keys}
+    assert seen["c401"] == 1 and got["c401"].attempts == 1  # a bad key is not retried
+    assert seen["cdead"] == 3 and got["cdead"].attempts == 3  # 1 + max_retries, then given up
+    for k in ("c401", "cdead", "cbad", "cnull"):
+        assert got[k].text is None and got[k].error, k
+    assert "401" in str(got["c401"].error) and "500" in str(got["cdead"].error)
+    assert got["cok"].text is not None and got["cok"].error is None
+
+
+def test_concurrency_is_bounded() -> None:
+    with FakeOpenAI(latency=0.2) as fake:
+        keys = [f"q{i}" for i in range(12)]
+        got = _client(fake.base_url, concurrency=3).complete([_ask(k) for k in keys], 20)
+        assert 1 < fake.max_in_flight <= 3
+        assert sorted(r["messages"][-1]["content"] for r in fake.requests) == sorted(keys)
+    assert all(c.text is not None for c in got)
+
+
+def test_local_server_needs_no_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SAE_ATLAS_TEST_KEY", raising=False)
+    with FakeOpenAI() as fake:
+        client = openai_from_env(fake.base_url, "fake-model", "SAE_ATLAS_TEST_KEY")
+        out = client.complete([_ask("hello")], 20)[0]
+    assert out.text is not None and fake.headers[0]["authorization"] == f"Bearer {NO_API_KEY}"
+    monkeypatch.delenv("OPENAI_MODEL", raising=False)
+    with pytest.raises(ValueError, match="no model"):
+        openai_from_env(fake.base_url, None, "SAE_ATLAS_TEST_KEY")
 
 
 def test_unreachable_endpoint_is_an_error_not_a_crash() -> None:
     with FakeOpenAI() as fake:
         url = fake.base_url
     out = _client(url, max_retries=1).complete([_ask("hello")], 20)[0]
-    assert out.text is None and "gave up after 2 attempts" in str(out.error)
+    assert out.text is None and "APIConnectionError" in str(out.error) and out.attempts == 2
+
+
+def test_explain_gives_every_feature_a_row_or_an_error() -> None:
+    paris = Example([" in", " Paris"], np.array([0.0, 3.0]))
+    code = Example([" def", " f"], np.array([2.0, 0.0]))
+    other = Example([" the", " cat"], np.array([1.0, 0.0]))
+    examples = {0: [paris], 1: [code], 2: [other], 3: []}
+    with FakeOpenAI() as fake:
+        fake.faults = {"<< the>>": ["401"]}
+        fake.unparsable = {"<< def>>"}
+        rows = llm.explain(_client(fake.base_url), examples, [0, 1, 2, 3], 50)
+    rows = rows.set_index("feature")
+    assert list(rows.index) == [0, 1, 2, 3]
+    assert rows.at[0, "explanation"] == "the word Paris" and pd.isna(rows.at[0, "error"])
+    assert json.loads(rows.at[0, "detail"]) == {"attempts": 1}
+    for f in (1, 2, 3):  # unparsable, refused, never fires: NULL and the reason, no placeholder
+        assert pd.isna(rows.at[f, "explanation"]) and rows.at[f, "error"], f
+    assert "[EXPLANATION]" in rows.at[1, "error"] and "answer" in json.loads(rows.at[1, "detail"])
+    assert "401" in rows.at[2, "error"]
+    assert rows.at[3, "error"] == "never fires in the corpus"
 
 
 def test_prompt_highlights_and_parsing() -> None:

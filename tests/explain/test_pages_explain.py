@@ -10,7 +10,8 @@ from streamlit.testing.v1 import AppTest
 
 from core.explain.config import ExplainConfig
 from core.explain.stage import explain_atlas
-from core.store.atlas import AtlasWriter, define_activations_view
+from core.store.atlas import AtlasWriter
+from core.store.runs import define_activations_view
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 
@@ -18,7 +19,7 @@ APP = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 @pytest.fixture()
 def explained_atlas(planted_atlas: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     w = AtlasWriter(planted_atlas)
-    define_activations_view(w.con, str(planted_atlas.parent / "acts-test" / "*" / "*.parquet"))
+    define_activations_view(w.con, planted_atlas.parent / "acts-test")
     explain_atlas(w, ExplainConfig(device="cpu"))
     w.con.execute(  # one top example (the feature page renders examples)
         "INSERT INTO examples VALUES (?, ?, 'top', 1, NULL, 0, 3, 5.0, 1, ?, ?)",

@@ -13,13 +13,13 @@ from explain_planted import D_SAE, F_DEAD, F_DEF, F_FRENCH, F_PARIS, SAE
 from core.explain import statistical, windows
 from core.explain.config import ExplainConfig
 from core.store import explain_sql as sql
-from core.store.atlas import define_activations_view
+from core.store.runs import define_activations_view
 
 
 @pytest.fixture()
 def explained(planted_atlas: Path) -> pd.DataFrame:
     con = duckdb.connect(str(planted_atlas))
-    define_activations_view(con, str(planted_atlas.parent / "acts-test" / "*" / "*.parquet"))
+    define_activations_view(con, planted_atlas.parent / "acts-test")
     cfg = ExplainConfig()
     windows.define(con, cfg)
     sql.set_features(con, list(range(D_SAE)))

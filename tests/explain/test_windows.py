@@ -13,7 +13,7 @@ from explain_planted import D_SAE, F_DEAD, F_FRENCH, F_PARIS, SAE
 from core.explain import windows
 from core.explain.config import ExplainConfig
 from core.store import explain_sql as sql
-from core.store.atlas import define_activations_view
+from core.store.runs import define_activations_view
 
 CFG = ExplainConfig(
     n_quantiles=3, n_train=6, n_test=3, n_random=4, n_hard=4, hard_neighbours=4, random_pool=20
@@ -23,7 +23,7 @@ CFG = ExplainConfig(
 @pytest.fixture()
 def con(planted_atlas: Path) -> duckdb.DuckDBPyConnection:
     c = duckdb.connect(str(planted_atlas))
-    define_activations_view(c, str(planted_atlas.parent / "acts-test" / "*" / "*.parquet"))
+    define_activations_view(c, planted_atlas.parent / "acts-test")
     windows.define(c, CFG)
     return c
 

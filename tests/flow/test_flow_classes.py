@@ -1,4 +1,4 @@
-"""Planted carried / processed / MLP-born features get their classes (issue 7 acceptance)."""
+"""Planted carried / processed / MLP-born features get their classes."""
 
 from __future__ import annotations
 

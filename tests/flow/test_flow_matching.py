@@ -1,4 +1,4 @@
-"""Decoder-cosine matching recovers planted permutations (issue 7 acceptance)."""
+"""Decoder-cosine matching recovers planted permutations."""
 
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -94,3 +96,70 @@ def test_page_without_feature_and_with_bad_one(app: AppTest) -> None:
     app.query_params.update({"sae": "L9/resid_post", "feature": "1"})
     app.run()
     assert not app.exception and "Unknown SAE" in app.error[0].value
+
+
+HOSTILE_EXPLANATION = "<script>alert(1)</script> fires on <b>bold</b>"
+HOSTILE_TOKEN = "<b>tok</b>"
+
+
+def _page(path: Path, monkeypatch: pytest.MonkeyPatch, **params: str) -> AppTest:
+    monkeypatch.setenv("SAE_ATLAS_PATH", str(path))
+    monkeypatch.setenv("SAE_ATLAS_WORKSPACE", str(path.parent / "ws.duckdb"))
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.switch_page("app_pages/flow.py")
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_hover_labels_reach_the_graph_escaped(
+    tmp_path: Path, basis: Callable[[int], torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Explanations (from an LLM) and tokens (from the corpus) are text in the hover, never HTML."""
+    path = tmp_path / "atlas.duckdb"
+    _atlas(path, basis(64))
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE features SET top_tokens = [?, 'x'] WHERE feature = 3", [HOSTILE_TOKEN])
+    con.execute(
+        "INSERT INTO explanations (sae_id, feature, explainer, model, prompt_version, "
+        "explanation) VALUES ('L1/resid_post', 3, 'test', 'm', 'v1', ?)",
+        [HOSTILE_EXPLANATION],
+    )
+    con.close()
+    at = _page(path, monkeypatch, sae="L1/resid_post", feature="3")
+    graph = json.loads(at.get("plotly_chart")[0].proto.spec)
+    nodes = next(t for t in graph["data"] if "customdata" in t)
+    seed = nodes["hovertext"][[c[0] for c in nodes["customdata"]].index("L1/resid_post")]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; fires on &lt;b&gt;bold&lt;/b&gt;" in seed
+    assert "&lt;b&gt;tok&lt;/b&gt;" in seed
+    text = json.dumps(nodes["hovertext"] + nodes["text"])
+    assert "<script>" not in text and "<b>tok" not in text and "<b>bold" not in text
+    assert any("&lt;b&gt;tok" in t for t in nodes["text"])  # the token under each node
+
+
+def test_sliders_start_at_the_thresholds_the_atlas_recorded(
+    tmp_path: Path, basis: Callable[[int], torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "atlas.duckdb"
+    _atlas(path, basis(64))
+    con = duckdb.connect(str(path))
+    flow = asdict(FlowConfig(t_r=0.7, chain_min_module=0.3))
+    con.execute("UPDATE runs SET config = ?", [json.dumps({"flow": flow})])
+    con.close()
+    at = _page(path, monkeypatch, sae="L1/resid_post", feature="3")
+    assert at.slider(key="flow-min-r").value == pytest.approx(0.7)
+    assert at.slider(key="flow-min-m").value == pytest.approx(0.3)
+
+
+def test_sliders_fall_back_to_the_defaults_without_a_recorded_config(
+    tmp_path: Path, basis: Callable[[int], torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "atlas.duckdb"
+    _atlas(path, basis(64))
+    con = duckdb.connect(str(path))  # an impossible value recorded: the defaults stand
+    con.execute("UPDATE runs SET config = ?", [json.dumps({"flow": {"t_r": 7.0}})])
+    con.close()
+    at = _page(path, monkeypatch, sae="L1/resid_post", feature="3")
+    assert at.slider(key="flow-min-r").value == pytest.approx(FlowConfig().t_r)
+    assert at.slider(key="flow-min-m").value == pytest.approx(FlowConfig().chain_min_module)

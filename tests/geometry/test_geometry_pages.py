@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -120,3 +123,20 @@ def test_lobes_page_adds_a_lobe_to_a_set(env: None) -> None:
     at.button[0].click().run()
     assert not at.exception
     assert any("to “lobe zero”" in s.value for s in at.success)
+
+
+def test_pages_start_at_the_lobe_count_the_atlas_recorded(
+    atlas: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+
+    path = tmp_path / "atlas.duckdb"
+    shutil.copy(atlas, path)
+    con = duckdb.connect(str(path))
+    geometry = asdict(replace(CFG, default_k=2))
+    con.execute("UPDATE runs SET config = ?", [json.dumps({"geometry": geometry})])
+    con.close()
+    monkeypatch.setenv("SAE_ATLAS_PATH", str(path))
+    monkeypatch.setenv("SAE_ATLAS_WORKSPACE", str(tmp_path / "ws.duckdb"))
+    assert run_page("map").selectbox(key="map-k").value == 2
+    assert run_page("lobes").selectbox(key="lobes-k").value == 2

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from core.sae.formats.sites import site_from_hook
+from core.model.sites import site_from_hook
 from core.sae.formats.weights import build_sae, fold_decoder_norm, make_config, read_json
 from core.sae.formats.weights import read_safetensors as read_weights
 from core.sae.model import SAE, SAEError

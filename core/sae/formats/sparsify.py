@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from core.sae.formats.sites import site_from_hook
+from core.model.sites import site_from_hook
 from core.sae.formats.weights import (
     build_sae,
     make_config,

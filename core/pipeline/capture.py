@@ -5,6 +5,10 @@ rows (SAE given) or stored dense in a memmap (SAE still to be trained; encoded a
 from the memmap, so the model still runs once). Work is cut into chunks of contexts; each
 chunk's Parquet parts and memmap rows are written before the chunk is marked done, so a killed
 build resumes at the first unfinished chunk.
+
+Cost: O(N·forward(L)) for N tokens through the deepest SAE layer L, plus O(N·d_in·d_sae) per
+SAE encoded (live here, or later from the memmap); memory O(batch·T·d_model) for activations,
+and O(N·d_model) float16 on disk per SAE still to be trained.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from core.build.tokenize import Context
 from core.model.capture import capture
 from core.model.sites import Site
+from core.pipeline.tokenize import Context
 from core.sae.model import SAE
 from core.store.atlas import sae_dir_name
 

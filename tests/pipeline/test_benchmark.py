@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.build import benchmark
+from core.pipeline import benchmark
 
 
 def test_benchmark_prints_a_measured_ratio(

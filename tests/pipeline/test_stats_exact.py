@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from core.build.config import tiny_profile
-from core.build.tokenize import contexts
 from core.model.capture import capture
 from core.model.loading import load_model
 from core.model.sites import Site
+from core.pipeline.config import tiny_profile
+from core.pipeline.tokenize import contexts
 from core.sae.formats import load_sae
 
 

@@ -1,5 +1,10 @@
 """Per-feature statistics from the sparse activations (METHODS §3), all exact: aggregates in
-DuckDB, example windows in numpy."""
+DuckDB, example windows in numpy.
+
+Cost per SAE: O(nnz) for the aggregates and top-n / interval picks (hash aggregates, n fixed),
+O(nnz log nnz) to sort the activations for the windows, O(examples × window) for the windows;
+nnz = activating (token, feature) pairs ≈ N·k. Memory O(nnz + N) (all tokens as one array).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from core.build.config import StatsConfig
+from core.pipeline.config import StatsConfig
 from core.store import stats_sql
 
 

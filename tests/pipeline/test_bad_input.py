@@ -14,10 +14,10 @@ import duckdb
 import pytest
 import torch
 
-from core.build.config import SaeSpec, tiny_profile
-from core.build.pipeline import build
 from core.corpus import CorpusError
 from core.model.sites import SiteError
+from core.pipeline.config import BuildConfig, SaeSpec, tiny_profile
+from core.pipeline.run import build
 from core.sae.formats import save_saelens
 from core.sae.model import SAE, SAEConfig, SAEError
 from core.store.atlas import tmp_path
@@ -33,7 +33,9 @@ def _random_sae(folder: Path, d_in: int, site: str, d_sae: int = 128) -> Path:
     return save_saelens(sae, folder)
 
 
-def _cfg(out: Path, sae_path: Path, site: str = "L3/resid_post", corpus: str = "default"):  # noqa: ANN202
+def _cfg(
+    out: Path, sae_path: Path, site: str = "L3/resid_post", corpus: str = "default"
+) -> BuildConfig:
     cfg = tiny_profile(str(out))
     cfg.saes = [SaeSpec(site, str(sae_path))]
     cfg.corpus.spec = corpus

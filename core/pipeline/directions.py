@@ -1,4 +1,8 @@
-"""Statistics of the decoder directions alone: logit effects and decoder-cosine neighbours."""
+"""Statistics of the decoder directions alone: logit effects and decoder-cosine neighbours.
+
+Cost per SAE: logits O(d_sae·d_model·vocab), neighbours O(d_sae²·d_model); both in row blocks,
+so memory is O(chunk·vocab) and O(chunk·d_sae), linear in d_sae.
+"""
 
 from __future__ import annotations
 

@@ -1,141 +1,35 @@
-"""The build's stages, one function each; `pipeline.build` runs them in order."""
+"""The model-side build stages, one function each (the registry in stages.py orders them).
+
+Costs, with N corpus tokens, L the deepest SAE layer, d = d_model, and per SAE d_sae latents and
+k active: corpus O(N); capture O(N·forward(L)), plus O(N·d·d_sae) per given SAE (encoded live);
+train O(epochs·N·d·d_sae) per trained SAE; encode O(N·d·d_sae) per trained SAE; quality
+O(eval tokens·forward(L) + ce contexts·#SAEs·full forward); stats O(nnz log nnz + examples ×
+window) per SAE with nnz = N·k; logits O(d_sae·d·vocab) and neighbours O(d_sae²·d) per SAE, both
+in row blocks (memory linear in d_sae).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata as md
 import json
-import platform
 import shutil
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from core.build import capture as cap
-from core.build import directions, stats
-from core.build.config import BuildConfig
-from core.build.tokenize import Context, contexts, read_documents, tokenize, vocab_strings
-from core.explain.stage import stage_explain
-from core.flow.stage import stage_flow
-from core.geometry.stage import stage_geometry
-from core.model.loading import LoadedModel, load_model
 from core.model.sites import Site, decoder_layers
-from core.sae.formats import load_sae, save_saelens
-from core.sae.model import SAE
+from core.pipeline import capture as cap
+from core.pipeline import directions, stats
+from core.pipeline.context import BuildContext
+from core.pipeline.tokenize import Context, read_documents, tokenize
+from core.sae.formats import save_saelens
 from core.sae.quality import ce_metrics, reconstruction_metrics
-from core.sae.train import train_topk
-from core.store.atlas import AtlasWriter, define_activations_view, sae_dir_name
-
-__all__ = ["BuildContext", "stage_explain", "stage_flow", "stage_geometry", "versions"]
-
-
-def versions() -> dict[str, str]:
-    pkgs = ["torch", "transformers", "duckdb", "numpy", "pandas", "sae-atlas"]
-    out = {"python": platform.python_version()}
-    for p in pkgs:
-        try:
-            out[p] = md.version(p)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
-@dataclass
-class BuildContext:
-    cfg: BuildConfig
-    writer: AtlasWriter
-    folder: Path
-    run_id: str
-    acts_dir: Path
-    timer: Any
-    lm: LoadedModel
-    sites: list[Site]
-    saes: dict[Site, SAE] = field(default_factory=dict)
-    _ctxs: list[Context] | None = None
-    _vocab: list[str] | None = None
-
-    @classmethod
-    def open(
-        cls,
-        cfg: BuildConfig,
-        writer: AtlasWriter,
-        folder: Path,
-        run_id: str,
-        acts_name: str,
-        timer: Any,
-    ) -> BuildContext:
-        with timer.stage("load model"):
-            lm = load_model(cfg.model.spec, cfg.model.device, cfg.model.dtype)
-        sites = [Site.parse(s.site) for s in cfg.saes]
-        if not sites:
-            raise ValueError("no SAE sites given: pass --sae SITE[=PATH] or use a profile")
-        n_layers = len(decoder_layers(lm.model))
-        for s in sites:  # fail before any work on a site the model lacks
-            from core.model.sites import site_module
-
-            site_module(lm.model, s)
-        ctx = cls(cfg, writer, folder, run_id, folder / acts_name, timer, lm, sites)
-        ctx.load_given_saes()
-        del n_layers
-        return ctx
-
-    # ---- shared lazily-built pieces --------------------------------------------------------
-    @property
-    def d_model(self) -> int:
-        return int(self.lm.model.config.hidden_size)
-
-    @property
-    def vocab(self) -> list[str]:
-        if self._vocab is None:
-            self._vocab = vocab_strings(self.lm.tokenizer)
-        return self._vocab
-
-    @property
-    def ctxs(self) -> list[Context]:
-        if self._ctxs is None:
-            tokens = self.writer.con.execute(
-                "SELECT doc_id, pos, token_id FROM tokens ORDER BY doc_id, pos"
-            ).df()
-            self._ctxs = contexts(tokens, self.cfg.corpus.ctx_len)
-        return self._ctxs
-
-    def n_tokens(self) -> int:
-        return int(sum(len(c.ids) for c in self.ctxs))
-
-    def spec(self, site: Site):  # noqa: ANN201
-        return next(s for s in self.cfg.saes if Site.parse(s.site) == site)
-
-    def to_train(self) -> list[Site]:
-        return [s for s in self.sites if self.spec(s).path is None]
-
-    def dense_file(self, site: Site) -> Path:
-        return self.folder / f"work-{self.run_id}" / f"{sae_dir_name(site.id)}.f16"
-
-    def weights_dir(self, site: Site) -> Path:
-        return self.folder / f"saes-{self.run_id}" / sae_dir_name(site.id)
-
-    def dense(self, site: Site, create: bool = False) -> np.memmap:
-        path = self.dense_file(site)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        mode: Any = "w+" if create and not path.exists() else "r+"
-        return np.memmap(path, dtype=np.float16, mode=mode, shape=(self.n_tokens(), self.d_model))
-
-    def load_given_saes(self) -> None:
-        """Load user-given SAEs, and trained ones already saved by an earlier (resumed) run."""
-        for site in self.sites:
-            spec = self.spec(site)
-            if spec.path is not None:
-                self.saes[site] = load_sae(
-                    spec.path, spec.format, expected_d_in=self.d_model, site=site.id
-                )
-            elif (self.weights_dir(site) / "cfg.json").exists():
-                self.saes[site] = load_sae(self.weights_dir(site), "saelens")
-        for sae in self.saes.values():
-            sae.to(self.lm.device)
+from core.sae.train import TrainLog, train_topk
+from core.store.atlas import sae_dir_name
+from core.store.pipeline_sql import save_train_log, token_positions, train_logs
+from core.store.runs import define_activations_view
 
 
 # ---- stages ----------------------------------------------------------------------------------
@@ -158,7 +52,7 @@ def stage_corpus(ctx: BuildContext) -> dict[str, Any]:
         ]
     )
     ctx.writer.replace_rows("model_info", info)
-    ctx._ctxs = None
+    ctx.forget_contexts()
     return {"documents": len(documents), "tokens": len(tokens)}
 
 
@@ -200,10 +94,11 @@ def _eval_contexts(ctx: BuildContext) -> list[int]:
 
 
 def stage_train(ctx: BuildContext) -> dict[str, Any]:
+    """Train a TopK SAE per site without given weights; its weights go beside the atlas and its
+    log into `saes.train_log` (kept there when the quality stage writes the rest of the row)."""
     held = np.zeros(ctx.n_tokens(), dtype=bool)
     held[_eval_rows(ctx)] = True
     held |= cap.context_firsts(ctx.ctxs)  # attention sinks: never encoded, never trained on
-    logs = {}
     for site in ctx.to_train():
         acts = torch.from_numpy(np.asarray(ctx.dense(site)[~held], dtype=np.float32))  # (N, d)
         k = ctx.spec(site).k or ctx.cfg.train.k
@@ -219,13 +114,13 @@ def stage_train(ctx: BuildContext) -> dict[str, Any]:
             shutil.rmtree(out)
         save_saelens(sae, out)
         ctx.saes[site] = sae.to(ctx.lm.device)
-        logs[site.id] = _log_summary(log)
-    return logs
+        save_train_log(ctx.writer.con, site.id, _log_summary(log))
+    return {"trained": [s.id for s in ctx.to_train()]}
 
 
-def _log_summary(log: Any) -> dict[str, Any]:
-    d = log.__dict__ if hasattr(log, "__dict__") else dict(log)
-    return {k: v for k, v in d.items() if isinstance(v, int | float | str)}
+def _log_summary(log: TrainLog) -> dict[str, Any]:
+    """The log's scalars (final dead fraction, seconds, tokens/s, tokens); the curves stay out."""
+    return {k: v for k, v in dataclasses.asdict(log).items() if isinstance(v, int | float | str)}
 
 
 def stage_encode(ctx: BuildContext) -> dict[str, Any]:
@@ -234,13 +129,13 @@ def stage_encode(ctx: BuildContext) -> dict[str, Any]:
         return {}
     for s in trained:
         shutil.rmtree(ctx.acts_dir / sae_dir_name(s.id), ignore_errors=True)
-    tok = ctx.writer.con.execute("SELECT doc_id, pos FROM tokens ORDER BY doc_id, pos").fetchnumpy()
+    doc_id, pos = token_positions(ctx.writer.con)
     dense = {s: ctx.dense(s) for s in trained}
     cap.encode_dense(
         trained,
         dense,
-        tok["doc_id"].astype(np.int32),
-        tok["pos"].astype(np.int32),
+        doc_id,
+        pos,
         ~cap.context_firsts(ctx.ctxs),
         ctx.acts_dir,
         ctx.lm.device,
@@ -248,7 +143,9 @@ def stage_encode(ctx: BuildContext) -> dict[str, Any]:
     return {"encoded": [s.id for s in trained]}
 
 
-def _eval_batches(ctx: BuildContext, picks: list[int]):  # noqa: ANN202
+def _eval_batches(
+    ctx: BuildContext, picks: list[int]
+) -> tuple[list[Context], list[tuple[list[int], torch.Tensor, torch.Tensor]]]:
     sub = [ctx.ctxs[i] for i in picks]
     pad = int(ctx.lm.tokenizer.pad_token_id or 0)
     return sub, list(cap.batches(sub, ctx.cfg.model.batch_size, pad))
@@ -274,13 +171,18 @@ def stage_quality(ctx: BuildContext) -> dict[str, Any]:
     for ids, mask in ce_ids:
         for s, m in ce_metrics(ctx.lm.model, ids.to(dev), mask.to(dev), ctx.saes, start=1).items():
             ce_rows[s].append(m)
-    rows = [_sae_row(ctx, s, torch.cat(acts[s]), ce_rows[s]) for s in ctx.sites]
+    logs = train_logs(ctx.writer.con)  # read before the rows holding them are replaced
+    rows = [_sae_row(ctx, s, torch.cat(acts[s]), ce_rows[s], logs.get(s.id)) for s in ctx.sites]
     ctx.writer.replace_rows("saes", pd.DataFrame(rows))
     return {r["sae_id"]: {k: r[k] for k in ("fvu", "l0", "dead_frac", "ce_increase")} for r in rows}
 
 
 def _sae_row(
-    ctx: BuildContext, site: Site, acts: torch.Tensor, ce: list[dict[str, float]]
+    ctx: BuildContext,
+    site: Site,
+    acts: torch.Tensor,
+    ce: list[dict[str, float]],
+    train_log: str | None,
 ) -> dict[str, Any]:
     sae = ctx.saes[site]
     rec = reconstruction_metrics(sae, acts, batch_size=4096)
@@ -291,9 +193,6 @@ def _sae_row(
         ce_mean.get("ce_zero_ablation"),
     )
     spec = ctx.spec(site)
-    train_detail = ctx.writer.con.execute(
-        "SELECT detail FROM stages WHERE stage = 'train'"
-    ).fetchone()
     return {
         "sae_id": site.id,
         "layer": site.layer,
@@ -315,19 +214,14 @@ def _sae_row(
         if base is not None and spliced is not None and zero is not None and zero != base
         else None,
         "n_tokens_eval": int(acts.shape[0]),
-        "train_log": json.dumps(json.loads(train_detail[0]).get(site.id) if train_detail else None),
+        "train_log": train_log,
         "cfg": json.dumps(sae.cfg.to_dict()),
     }
 
 
-def _reader(ctx: BuildContext):  # noqa: ANN202
-    con = ctx.writer.con
-    define_activations_view(con, str(ctx.acts_dir / "*" / "*.parquet"))
-    return con
-
-
 def stage_stats(ctx: BuildContext) -> dict[str, Any]:
-    con = _reader(ctx)
+    con = ctx.writer.con
+    define_activations_view(con, ctx.acts_dir)
     corpus = stats.Corpus(con)
     out = {}
     for site in ctx.sites:

@@ -1,4 +1,7 @@
-"""Corpus stage: documents → tokens (stored), and the fixed contexts the model reads."""
+"""Corpus stage: documents → tokens (stored), and the fixed contexts the model reads.
+
+Cost: O(corpus characters) to tokenize, O(N) to store N tokens, O(N log N) to cut contexts.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,9 @@ import numpy as np
 import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
-from core.build.config import CorpusConfig
 from core.corpus import CorpusError, Document, default_corpus, load_corpus, with_ids
 from core.paths import cache_dir
+from core.pipeline.config import CorpusConfig
 
 # Average characters per token over the default mix, used only to size the text we read.
 _CHARS_PER_TOKEN = 3.6

@@ -17,19 +17,21 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import torch
 
-from core.build import capture as cap
-from core.build import stats
-from core.build.config import CorpusConfig, StatsConfig, default_profile
-from core.build.tokenize import contexts, read_documents, tokenize, vocab_strings
 from core.model.capture import bare_forward
 from core.model.loading import load_model
 from core.model.sites import Site
+from core.pipeline import capture as cap
+from core.pipeline import stats
+from core.pipeline.config import CorpusConfig, StatsConfig, default_profile
+from core.pipeline.tokenize import Context, contexts, read_documents, tokenize, vocab_strings
 from core.sae.formats import load_sae
 from core.sae.model import SAE, SAEConfig
 from core.store import schema
-from core.store.atlas import define_activations_view, sae_dir_name
+from core.store.atlas import sae_dir_name
+from core.store.runs import define_activations_view, replace_table
 
 
 def _saes(
@@ -50,7 +52,14 @@ def _saes(
     return out
 
 
-def _capture_once(model, ctxs, sites, saes, folder: Path, batch: int) -> Path:  # noqa: ANN001
+def _capture_once(
+    model: torch.nn.Module,
+    ctxs: list[Context],
+    sites: list[Site],
+    saes: dict[Site, SAE],
+    folder: Path,
+    batch: int,
+) -> Path:
     """The one forward pass, encoding into Parquet when `saes` is not empty."""
     acts_dir = folder / f"acts-{time.time_ns()}"
     cap.run_capture(model, ctxs, sites, saes, {}, acts_dir, batch, 0, torch.device("cpu"))
@@ -58,8 +67,14 @@ def _capture_once(model, ctxs, sites, saes, folder: Path, batch: int) -> Path:  
 
 
 def _build_once(
-    model, ctxs, sites, saes, tokens_df, folder: Path, batch: int
-) -> tuple[float, float]:  # noqa: ANN001
+    model: torch.nn.Module,
+    ctxs: list[Context],
+    sites: list[Site],
+    saes: dict[Site, SAE],
+    tokens_df: pd.DataFrame,
+    folder: Path,
+    batch: int,
+) -> tuple[float, float]:
     """Capture + encode + Parquet, then per-feature statistics; returns both in seconds."""
     t0 = time.perf_counter()
     acts_dir = _capture_once(model, ctxs, sites, saes, folder, batch)
@@ -67,9 +82,8 @@ def _build_once(
     con = duckdb.connect()
     for stmt in schema.create_statements():
         con.execute(stmt)
-    con.register("_tok", tokens_df)
-    con.execute("INSERT INTO tokens BY NAME SELECT * FROM _tok")
-    define_activations_view(con, str(acts_dir / "*" / "*.parquet"))
+    replace_table(con, "tokens", tokens_df)
+    define_activations_view(con, acts_dir)
     corpus = stats.Corpus(con)
     for s, sae in saes.items():
         stats.sae_statistics(con, s.id, sae.d_sae, len(tokens_df), StatsConfig(), corpus)
@@ -77,7 +91,7 @@ def _build_once(
     return t1 - t0, time.perf_counter() - t1
 
 
-def _bare_once(model, ctxs, last_layer: int, batch: int) -> float:  # noqa: ANN001
+def _bare_once(model: torch.nn.Module, ctxs: list[Context], last_layer: int, batch: int) -> float:
     t0 = time.perf_counter()
     for _idx, ids, mask in cap.batches(ctxs, batch, 0):
         bare_forward(model, ids, mask, last_layer)

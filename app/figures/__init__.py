@@ -1,0 +1,1 @@
+"""Plotly figure builders of the pages: data in, `go.Figure` out, no streamlit."""

@@ -85,7 +85,11 @@ def _step(df: pd.DataFrame, node: Node, forward: bool, min_r: float) -> Edge | N
 
 
 def walk(
-    con: Cursor, seed: Node, forward: bool, min_r: float, cache: dict[Node, pd.DataFrame] | None = None
+    con: Cursor,
+    seed: Node,
+    forward: bool,
+    min_r: float,
+    cache: dict[Node, pd.DataFrame] | None = None,
 ) -> list[Edge]:
     """Chain edges from the seed, in walking order, until the cosine drops below min_r."""
     cache = {} if cache is None else cache

@@ -73,6 +73,15 @@ def add_build_parser(sub: argparse._SubParsersAction) -> None:
         help="print the resulting config with each field's documentation, and exit",
     )
     b.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run capture and encode on Ray actors: no ADDRESS starts a local cluster, 'auto' "
+        "joins the running one, or host:port (pip install -e '.[ray]'; --set ray.actors=N …)",
+    )
+    b.add_argument(
         "--overwrite",
         default="",
         metavar="STAGE,...",
@@ -97,6 +106,10 @@ def build_config(args: argparse.Namespace) -> BuildConfig:
         raise ValueError("--sae-format applies to the SAEs given with --sae; none were given")
     if args.sae:
         overrides["saes"] = [_sae_spec(item, args.sae_format) for item in args.sae]
+    if args.ray is not None:
+        overrides["ray.enabled"] = True
+        if args.ray != "local":
+            overrides["ray.address"] = args.ray
     return apply_overrides(cfg, overrides)
 
 

@@ -13,8 +13,8 @@ and O(N·d_model) float16 on disk per SAE still to be trained.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from core.sae.model import SAE
 from core.store.atlas import sae_dir_name
 
 CHUNK_CONTEXTS = 64
+"""Contexts per capture chunk by default (ModelConfig.chunk_contexts)."""
 
 
 class NonFiniteActivations(RuntimeError):
@@ -117,22 +118,35 @@ class SparseSink:
             folder = self.acts_dir / sae_dir_name(sae_id)
             folder.mkdir(parents=True, exist_ok=True)
             if tables:
-                pq.write_table(pa.concat_tables(tables), folder / f"part-{chunk:05d}.parquet")
+                # written aside, then renamed: a killed writer never leaves a half part behind
+                final = folder / f"part-{chunk:05d}.parquet"
+                tmp = final.with_name(final.name + f".{os.getpid()}.tmp")
+                pq.write_table(pa.concat_tables(tables), tmp)
+                tmp.replace(final)
             tables.clear()
 
 
 class ChunkLog:
-    """Which chunks are complete (a small JSON file next to the parts)."""
+    """Which chunks of one kind (capture, encode) are complete: one empty marker file per chunk,
+    created after the chunk's files are in place, so several processes can mark chunks at once."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.done: set[int] = set(json.loads(path.read_text())) if path.exists() else set()
+    def __init__(self, acts_dir: Path, kind: str) -> None:
+        self.folder = acts_dir / "_done"
+        self.kind = kind
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def done(self) -> set[int]:
+        prefix = f"{self.kind}-"
+        return {int(p.name[len(prefix) :]) for p in self.folder.glob(f"{prefix}*")}
 
     def mark(self, chunk: int) -> None:
-        self.done.add(chunk)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(sorted(self.done)))
-        tmp.replace(self.path)
+        (self.folder / f"{self.kind}-{chunk:05d}").touch()
+
+
+def n_chunks(n_items: int, size: int) -> int:
+    """Chunks of `size` items: capture chunks of contexts (in longest-first order), or encode
+    chunks of token rows."""
+    return -(-n_items // size)
 
 
 def encode_into(
@@ -196,38 +210,64 @@ def run_capture(
     batch_size: int,
     pad_id: int,
     device: torch.device,
+    chunks: list[int] | None = None,
+    after_chunk: Callable[[int], None] | None = None,
+    chunk_contexts: int = CHUNK_CONTEXTS,
 ) -> int:
-    """The one forward pass. Returns the number of tokens processed in this call."""
+    """The one forward pass over `chunks` (default all) not yet done. Returns the number of
+    tokens processed in this call. A chunk's contexts and batches do not depend on which
+    process runs it, so its files are the same wherever it runs (core.pipeline.shards)."""
     acts_dir.mkdir(parents=True, exist_ok=True)
-    log = ChunkLog(acts_dir / "capture_chunks.json")
+    log = ChunkLog(acts_dir, "capture")
+    done = log.done()
     sink = SparseSink(acts_dir, [s.id for s in saes])
     offsets = token_offsets(ctxs)
-    n_done = 0
     order = longest_first(ctxs)  # chunks of similar lengths pad little (see `batches`)
-    chunks = range(0, len(ctxs), CHUNK_CONTEXTS)
-    for chunk, lo in enumerate(tqdm(chunks, desc="capture", unit="chunk", mininterval=2)):
-        if chunk in log.done:
-            continue
-        sel = order[lo : lo + CHUNK_CONTEXTS]
-        part = [ctxs[i] for i in sel]
-        for idx, ids, mask in batches(part, batch_size, pad_id):
-            got = capture(model, ids.to(device), mask.to(device), sites)
-            valid, doc, pos, keep = _valid(part, idx, mask)
-            flat = {s: got[s].reshape(-1, got[s].shape[-1])[valid.to(device)] for s in sites}
-            for s, x in flat.items():
-                if not torch.isfinite(x).all():
-                    raise NonFiniteActivations(
-                        f"non-finite model activations at {s} (doc {doc[0]})"
-                    )
-            encode_into(sink, saes, flat, doc, pos, keep)
-            for s, mm in dense.items():
-                write_rows(mm, flat[s], [(offsets[sel[i]], len(part[i].ids)) for i in idx])
-            n_done += len(doc)
+    every = range(n_chunks(len(ctxs), chunk_contexts))
+    todo = [c for c in (every if chunks is None else chunks) if c not in done]
+    n_done = 0
+    for chunk in tqdm(todo, desc="capture", unit="chunk", mininterval=2):
+        sel = order[chunk * chunk_contexts : (chunk + 1) * chunk_contexts]
+        n_done += _capture_chunk(
+            model, ctxs, sel, sites, saes, dense, offsets, sink, batch_size, pad_id, device
+        )
         for mm in dense.values():
             mm.flush()
         sink.flush(chunk)
         log.mark(chunk)
+        if after_chunk is not None:
+            after_chunk(chunk)
     return n_done
+
+
+def _capture_chunk(
+    model: torch.nn.Module,
+    ctxs: list[Context],
+    sel: list[int],
+    sites: list[Site],
+    saes: dict[Site, SAE],
+    dense: dict[Site, np.memmap],
+    offsets: np.ndarray,
+    sink: SparseSink,
+    batch_size: int,
+    pad_id: int,
+    device: torch.device,
+) -> int:
+    """Contexts `sel` through the model: sparse rows into `sink`, dense rows into the memmaps."""
+    part = [ctxs[i] for i in sel]
+    n = 0
+    for idx, ids, mask in batches(part, batch_size, pad_id):
+        got = capture(model, ids.to(device), mask.to(device), sites)
+        valid, doc, pos, keep = _valid(part, idx, mask)
+        flat = {s: got[s].reshape(-1, got[s].shape[-1])[valid.to(device)] for s in sites}
+        for s, x in flat.items():
+            if not torch.isfinite(x).all():
+                raise NonFiniteActivations(f"non-finite model activations at {s} (doc {doc[0]})")
+        encode_into(sink, saes, flat, doc, pos, keep)
+        for s, mm in dense.items():
+            write_rows(mm, flat[s], [(offsets[sel[i]], len(part[i].ids)) for i in idx])
+        n += len(doc)
+    return n
 
 
 def encode_dense(
@@ -238,13 +278,22 @@ def encode_dense(
     keep: np.ndarray,
     acts_dir: Path,
     device: torch.device,
-    rows_per_chunk: int = 16384,
-) -> None:
-    """Encode stored dense activations (after training) into the same Parquet layout."""
+    chunk_rows: int,
+    chunks: list[int] | None = None,
+    after_chunk: Callable[[int], None] | None = None,
+) -> int:
+    """Encode stored dense activations (after training) into the same Parquet layout, in
+    chunks of `chunk_rows` token rows (default all not yet done). Returns the rows encoded."""
+    log = ChunkLog(acts_dir, "encode")
+    done = log.done()
     sink = SparseSink(acts_dir, [s.id for s in saes])
     n = len(doc)
-    for chunk, lo in enumerate(tqdm(range(0, n, rows_per_chunk), desc="encode", mininterval=2)):
-        hi = min(lo + rows_per_chunk, n)
+    todo = [
+        c for c in (range(n_chunks(n, chunk_rows)) if chunks is None else chunks) if c not in done
+    ]
+    n_rows = 0
+    for chunk in tqdm(todo, desc="encode", unit="chunk", mininterval=2):
+        lo, hi = chunk * chunk_rows, min((chunk + 1) * chunk_rows, n)
         with torch.inference_mode():
             acts = {
                 s: torch.from_numpy(np.asarray(dense[s][lo:hi], np.float32)).to(device)
@@ -252,3 +301,8 @@ def encode_dense(
             }
             encode_into(sink, saes, acts, doc[lo:hi], pos[lo:hi], keep[lo:hi])
         sink.flush(10_000 + chunk)
+        log.mark(chunk)
+        n_rows += hi - lo
+        if after_chunk is not None:
+            after_chunk(chunk)
+    return n_rows

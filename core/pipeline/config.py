@@ -31,11 +31,14 @@ class ModelConfig:
     """float32 | bfloat16 | float16: the model's weights and activations."""
     batch_size: int = 8
     """Contexts per forward pass."""
+    chunk_contexts: int = 64
+    """Contexts per capture chunk, the unit of resuming and of Ray shards; an encode chunk is
+    as many token rows (chunk_contexts × ctx_len). Files differ with it, statistics do not."""
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"model dtype must be one of {DTYPES}, got {self.dtype!r}")
-        _positive(self, "batch_size")
+        _positive(self, "batch_size", "chunk_contexts")
 
 
 @dataclass
@@ -210,6 +213,7 @@ def tiny_profile(out: str) -> BuildConfig:
     return BuildConfig(
         out=out,
         saes=[SaeSpec(s) for s in sites],
+        model=ModelConfig(chunk_contexts=16),  # ~6 chunks: resume and Ray shards get tested
         corpus=CorpusConfig(n_tokens=6000, ctx_len=64),
         train=TrainConfig(d_sae=256, k=16, batch_size=256),
         quality=QualityConfig(eval_tokens=2000),

@@ -37,6 +37,7 @@ class BuildContext:
     saes: dict[Site, SAE] = field(default_factory=dict)
     _ctxs: list[Context] | None = None
     _vocab: list[str] | None = None
+    _pool: Any = None
 
     @classmethod
     def open(
@@ -102,6 +103,21 @@ class BuildContext:
         path.parent.mkdir(parents=True, exist_ok=True)
         mode: Any = "w+" if create and not path.exists() else "r+"
         return np.memmap(path, dtype=np.float16, mode=mode, shape=(self.n_tokens(), self.d_model))
+
+    def ray_pool(self) -> Any:
+        """The Ray actors of this build (started on first use), or None without `--ray`."""
+        if not self.cfg.ray.enabled:
+            return None
+        if self._pool is None:
+            from core.pipeline.shards import ActorPool
+
+            self._pool = ActorPool(self.cfg.ray, self.cfg.model)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def load_given_saes(self) -> None:
         """Load user-given SAEs, and trained ones already saved by an earlier (resumed) run."""

@@ -67,6 +67,7 @@ def build(cfg: BuildConfig, overwrite: set[str] | None = None) -> Path:
     redo = expand_overwrite(overwrite or set())
     timer = StageTimer()
     writer = AtlasWriter(cfg.out_path, overwrite=redo)
+    ctx: BuildContext | None = None
     try:
         fresh = "capture" in redo or not writer.done("capture") and not has_run(writer.con)
         run_id, acts_name = _run_state(writer, cfg, fresh)
@@ -84,6 +85,9 @@ def build(cfg: BuildConfig, overwrite: set[str] | None = None) -> Path:
     except BaseException:
         writer.close()  # the temporary atlas stays for resuming; the finished one is untouched
         raise
+    finally:
+        if ctx is not None:
+            ctx.close()
     _collect_garbage(cfg.out_path.parent, keep=acts_name, run_id=run_id, keep_dense=cfg.keep_dense)
     print(summary(timer.costs, earlier), file=sys.stderr)
     return path

@@ -23,11 +23,11 @@ from core.model.sites import Site, decoder_layers
 from core.pipeline import capture as cap
 from core.pipeline import directions, stats
 from core.pipeline.context import BuildContext
+from core.pipeline.shards import capture_on_ray, encode_on_ray
 from core.pipeline.tokenize import Context, read_documents, tokenize
 from core.sae.formats import save_saelens
 from core.sae.quality import ce_metrics, reconstruction_metrics
 from core.sae.train import TrainLog, train_topk
-from core.store.atlas import sae_dir_name
 from core.store.pipeline_sql import save_train_log, token_positions, train_logs
 from core.store.runs import define_activations_view
 
@@ -59,18 +59,22 @@ def stage_corpus(ctx: BuildContext) -> dict[str, Any]:
 def stage_capture(ctx: BuildContext) -> dict[str, Any]:
     given = {s: sae for s, sae in ctx.saes.items() if ctx.spec(s).path is not None}
     dense = {s: ctx.dense(s, create=True) for s in ctx.to_train()}
-    pad = int(ctx.lm.tokenizer.pad_token_id or 0)
-    n = cap.run_capture(
-        ctx.lm.model,
-        ctx.ctxs,
-        ctx.sites,
-        given,
-        dense,
-        ctx.acts_dir,
-        ctx.cfg.model.batch_size,
-        pad,
-        ctx.lm.device,
-    )
+    pool = ctx.ray_pool()
+    if pool is not None:
+        n = capture_on_ray(ctx, pool)
+    else:
+        n = cap.run_capture(
+            ctx.lm.model,
+            ctx.ctxs,
+            ctx.sites,
+            given,
+            dense,
+            ctx.acts_dir,
+            ctx.cfg.model.batch_size,
+            int(ctx.lm.tokenizer.pad_token_id or 0),
+            ctx.lm.device,
+            chunk_contexts=ctx.cfg.model.chunk_contexts,
+        )
     return {
         "tokens": n,
         "encoded_live": [s.id for s in given],
@@ -124,22 +128,19 @@ def _log_summary(log: TrainLog) -> dict[str, Any]:
 
 
 def stage_encode(ctx: BuildContext) -> dict[str, Any]:
+    """Chunks already encoded (capture.ChunkLog) are skipped: a resumed encode finishes the rest."""
     trained = {s: ctx.saes[s] for s in ctx.to_train()}
     if not trained:
         return {}
-    for s in trained:
-        shutil.rmtree(ctx.acts_dir / sae_dir_name(s.id), ignore_errors=True)
     doc_id, pos = token_positions(ctx.writer.con)
-    dense = {s: ctx.dense(s) for s in trained}
-    cap.encode_dense(
-        trained,
-        dense,
-        doc_id,
-        pos,
-        ~cap.context_firsts(ctx.ctxs),
-        ctx.acts_dir,
-        ctx.lm.device,
-    )
+    keep = ~cap.context_firsts(ctx.ctxs)
+    pool = ctx.ray_pool()
+    if pool is not None:
+        encode_on_ray(ctx, pool, doc_id, pos, keep)
+    else:
+        dense = {s: ctx.dense(s) for s in trained}
+        rows = ctx.cfg.model.chunk_contexts * ctx.cfg.corpus.ctx_len
+        cap.encode_dense(trained, dense, doc_id, pos, keep, ctx.acts_dir, ctx.lm.device, rows)
     return {"encoded": [s.id for s in trained]}
 
 

@@ -195,15 +195,22 @@ class LocalChat:
         ]
 
 
+def openai_settings(
+    base_url: str | None, model: str | None, api_key_env: str
+) -> tuple[str, str, str | None]:
+    """(base URL, model, API key): flags win over the environment ($OPENAI_BASE_URL,
+    $OPENAI_MODEL, $<api_key_env>)."""
+    url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+    name = model or os.environ.get("OPENAI_MODEL")
+    if not name:
+        raise ValueError("no model for the openai explainer: pass --model or set OPENAI_MODEL")
+    return url, name, os.environ.get(api_key_env)
+
+
 def openai_from_env(
     base_url: str | None,
     model: str | None,
     api_key_env: str,
     **kwargs: Any,
 ) -> OpenAIChat:
-    """Flags win over the environment ($OPENAI_BASE_URL, $OPENAI_MODEL, $<api_key_env>)."""
-    url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-    name = model or os.environ.get("OPENAI_MODEL")
-    if not name:
-        raise ValueError("no model for the openai explainer: pass --model or set OPENAI_MODEL")
-    return OpenAIChat(url, name, os.environ.get(api_key_env), **kwargs)
+    return OpenAIChat(*openai_settings(base_url, model, api_key_env), **kwargs)

@@ -13,13 +13,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from core.explain import llm, scorers, statistical, windows
-from core.explain.clients import ChatBackend, LocalChat, Usage, openai_from_env
+from core.explain.clients import (
+    ChatBackend,
+    LocalChat,
+    OpenAIChat,
+    Usage,
+    openai_from_env,
+    openai_settings,
+)
 from core.explain.config import ExplainConfig
 from core.explain.embeddings import EMBED_DIM, Embedder
 from core.store import explain_sql as sql
@@ -27,6 +35,8 @@ from core.store.atlas import AtlasWriter
 from core.store.runs import define_activations_view
 
 if TYPE_CHECKING:
+    from core.explain.ray_chat import RayChat
+    from core.pipeline.config import RayConfig
     from core.pipeline.context import BuildContext
 
 
@@ -76,11 +86,46 @@ def make_backend(cfg: ExplainConfig) -> ChatBackend | None:
     )
 
 
+def make_ray_backend(cfg: ExplainConfig, ray_cfg: RayConfig) -> RayChat | None:
+    """The LLM back-end on Ray actors: one local model per GPU (CPU: `ray.actors`, default 2),
+    or endpoint clients sharing `concurrency` requests between them."""
+    if cfg.explainer == "statistical":
+        return None
+    import ray
+
+    from core.explain.ray_chat import RayChat
+
+    if not ray.is_initialized():
+        ray.init(
+            address=ray_cfg.address,
+            num_cpus=ray_cfg.num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if cfg.explainer == "local":
+        actors = ray_cfg.actors or gpus or 2
+        factory: Any = partial(LocalChat, cfg.model or "default", cfg.device, cfg.local_batch)
+        return RayChat(factory, cfg.model or "default", actors, cfg.local_batch, 1 if gpus else 0)
+    actors = ray_cfg.actors or 2
+    url, name, key = openai_settings(cfg.base_url, cfg.model, cfg.api_key_env)
+    per_actor = max(1, -(-cfg.concurrency // actors))  # the total stays ~ cfg.concurrency
+    factory = partial(OpenAIChat, url, name, key, per_actor, cfg.timeout_s, cfg.max_retries)
+    return RayChat(factory, name, actors, batch=4 * per_actor)
+
+
 def stage_explain(ctx: BuildContext) -> dict[str, Any]:
-    """Build stage: explain and score every feature of every SAE (statistical by default)."""
-    cfg = getattr(ctx.cfg, "explain", None) or ExplainConfig()
+    """Build stage: explain and score every feature of every SAE (statistical by default);
+    with `--ray`, the LLM calls fan out over Ray actors."""
+    cfg = ctx.cfg.explain
     define_activations_view(ctx.writer.con, ctx.acts_dir)
-    return explain_atlas(ctx.writer, cfg, [s.id for s in ctx.sites], overwrite=True)
+    backend = make_ray_backend(cfg, ctx.cfg.ray) if ctx.cfg.ray.enabled else None
+    try:
+        sites = [s.id for s in ctx.sites]
+        return explain_atlas(ctx.writer, cfg, sites, overwrite=True, backend=backend)
+    finally:
+        if backend is not None:
+            backend.close()
 
 
 def explain_atlas(

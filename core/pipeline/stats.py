@@ -107,16 +107,15 @@ class Corpus:
         return self.start[doc] + pos
 
 
-def _lists(offsets: np.ndarray, values: pa.Array) -> pd.Series:
-    """Arrow-backed list column (no per-row Python objects)."""
-    return pd.Series(pd.arrays.ArrowExtensionArray(pa.ListArray.from_arrays(offsets, values)))
-
-
 def _expand(start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Ranges [start_i, start_i + length_i) -> (range i, value) of every element, concatenated."""
     owner = np.repeat(np.arange(len(start)), length)
     skip = np.cumsum(length) - length  # elements before each range
     return owner, start[owner] + np.arange(len(owner)) - skip[owner]
+
+
+WINDOW_CELLS_PER_BATCH = 4_000_000
+"""Window cells built at a time: the int64 intermediates stay ~100 MB whatever d_sae is."""
 
 
 def windows(
@@ -130,7 +129,9 @@ def windows(
     ends), the example feature's activation on each (0 where it does not fire) and the centre.
 
     Vectorised (sorted keys + searchsorted) rather than a per-token SQL join, which expanded
-    ~4.7M window cells per SAE and was the largest fixed cost of the statistics.
+    ~4.7M window cells per SAE and was the largest fixed cost of the statistics. Built in
+    batches of examples: at 65k features a SAE has ~150M window cells, and one pass would hold
+    several int64 arrays of that length; only the output (Arrow lists) grows with d_sae.
     """
     a = con.execute(stats_sql.SAE_ACTIVATIONS).fetchnumpy()
     n_rows = max(len(corpus.token_str), 1)
@@ -138,8 +139,38 @@ def windows(
     key = np.asarray(a["feature"], np.int64) * n_rows
     key += corpus.row(np.asarray(a["doc_id"], np.int64), np.asarray(a["pos"], np.int64))
     order = np.argsort(key)
-    key, act = key[order], np.asarray(a["act"], np.float32)[order]
+    acts = _SortedActs(key[order], np.asarray(a["act"], np.float32)[order], n_rows)
+    per_batch = max(1, WINDOW_CELLS_PER_BATCH // (left + right + 1))
+    parts = [
+        _window_batch(ex.iloc[lo : lo + per_batch], left, right, corpus, acts)
+        for lo in range(0, len(ex), per_batch)
+    ]
+    if not parts:
+        parts = [_window_batch(ex, left, right, corpus, acts)]
+    tokens = pa.chunked_array([p[1] for p in parts], pa.list_(pa.string()))
+    cell_acts = pa.chunked_array([p[2] for p in parts], pa.list_(pa.float32()))
+    return pd.DataFrame(
+        {
+            "center": np.concatenate([p[0] for p in parts]),
+            "tokens": pd.Series(pd.arrays.ArrowExtensionArray(tokens)),
+            "acts": pd.Series(pd.arrays.ArrowExtensionArray(cell_acts)),
+        }
+    ).set_axis(ex.index)
 
+
+@dataclass
+class _SortedActs:
+    """One SAE's activations sorted by key = feature * n_rows + token row."""
+
+    key: np.ndarray  # (nnz,) int64
+    act: np.ndarray  # (nnz,) float32
+    n_rows: int
+
+
+def _window_batch(
+    ex: pd.DataFrame, left: int, right: int, corpus: Corpus, acts: _SortedActs
+) -> tuple[np.ndarray, pa.ListArray, pa.ListArray]:
+    """(centre, tokens, acts) of the windows of examples `ex`."""
     doc = ex["doc_id"].to_numpy(np.int64)
     pos = ex["pos"].to_numpy(np.int64)
     lo = np.maximum(pos - left, 0)
@@ -149,15 +180,14 @@ def windows(
     first = corpus.row(doc, lo)  # (n_examples,) row of each window's first token
     _, cell_row = _expand(first, n)  # (n_cells,) token row of each window cell
     # two searches per window (not one per cell); the slice between them lands in the cells
-    base = ex["feature"].to_numpy(np.int64) * n_rows + first
-    a0 = np.searchsorted(key, base)
-    hit_ex, hit = _expand(a0, np.searchsorted(key, base + n) - a0)
+    base = ex["feature"].to_numpy(np.int64) * acts.n_rows + first
+    a0 = np.searchsorted(acts.key, base)
+    hit_ex, hit = _expand(a0, np.searchsorted(acts.key, base + n) - a0)
     cell_act = np.zeros(offsets[-1], np.float32)
-    cell_act[offsets[:-1][hit_ex] + key[hit] - base[hit_ex]] = act[hit]
-    return pd.DataFrame(
-        {
-            "center": (pos - lo).astype(np.int32),
-            "tokens": _lists(offsets, corpus.token_str.take(pa.array(cell_row))),
-            "acts": _lists(offsets, pa.array(cell_act)),
-        }
-    ).set_axis(ex.index)
+    cell_act[offsets[:-1][hit_ex] + acts.key[hit] - base[hit_ex]] = acts.act[hit]
+    tokens = pa.ListArray.from_arrays(offsets, corpus.token_str.take(pa.array(cell_row)))
+    return (
+        (pos - lo).astype(np.int32),
+        tokens,
+        pa.ListArray.from_arrays(offsets, pa.array(cell_act)),
+    )

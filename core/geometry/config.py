@@ -23,7 +23,24 @@ class GeometryConfig:
     threshold_relative: bool = False
     """Read `threshold` as a fraction of each feature's max_act (e.g. 0.1) instead of absolute."""
     n_cooccur: int = 10
-    """Top co-occurring features stored per feature (by phi, among pairs that co-occur)."""
+    """Top co-occurring partners m stored per feature (by phi, among features sharing a
+    window), with their Jaccard and n11; exact for the pairs kept, computed a block of features
+    at a time, so memory stays linear in d_sae."""
+    cooccur_block_cells: int = 1 << 22
+    """Cells of one (features × d_sae) block of the co-occurrence counts (float64 slabs of this
+    size are the stage's largest temporaries: 4M cells = 32 MiB each)."""
+    lobe_method: str = "exact_operator"
+    """How lobes cluster phi + 1: "exact_operator" (the affinity as a sparse-plus-low-rank
+    operator, memory linear in d_sae, same clusters as dense) or "dense" (the paper's
+    (d, d) phi matrix through sklearn; small SAEs only: 65,536 features need 32 GiB)."""
+    geo_method: str = "knn_lowrank"
+    """How decoder directions are clustered on angular similarity 1 − arccos(cos)/π:
+    "knn_lowrank" (the first-order part 1/2 + cos/π as a low-rank operator through the unit
+    decoder rows, plus the exact remainder on a sparse kNN graph: agrees with "dense" as well as
+    dense agrees with itself across seeds), "knn" (the kNN graph alone: a local clustering that
+    agrees less with the dense one), or "dense" (the paper's (d, d) affinity; small SAEs only)."""
+    geo_neighbors: int = 30
+    """Neighbours per decoder direction in the geo_cluster kNN graph (before symmetrising)."""
     lobe_ks: tuple[int, ...] = (2, 4, 8, 16)
     """Numbers of lobes clustered and stored (the paper shows 2, 3, 4, 8)."""
     default_k: int = 8
@@ -40,6 +57,9 @@ class GeometryConfig:
     umap_min_dist: float = 0.1
     umap_epochs: int = 200
     """UMAP optimisation epochs (umap-learn uses 200 above 10k points, 500 below)."""
+    umap_seeded: bool = True
+    """Pass `seed` to UMAP: reproducible layouts, but umap-learn then runs single-threaded.
+    Set False for SAEs of several hundred thousand features to use every core."""
     joint_kinds: tuple[str, ...] = ("resid_post",)
     """Site kinds laid out together in one joint UMAP (they share the residual space)."""
     spectrum_ranks: tuple[int, int] = (10, 150)
@@ -63,6 +83,12 @@ class GeometryConfig:
             raise ValueError(f"stats_ks={self.stats_ks} must be a subset of lobe_ks={self.lobe_ks}")
         if min(self.lobe_ks) < 2 or self.window < 1 or not 0 < self.test_frac < 1:
             raise ValueError("need lobe_ks >= 2, window >= 1 and 0 < test_frac < 1")
+        if self.lobe_method not in ("exact_operator", "dense"):
+            raise ValueError(f"lobe_method {self.lobe_method!r}: 'exact_operator' or 'dense'")
+        if self.geo_method not in ("knn", "knn_lowrank", "dense"):
+            raise ValueError(f"geo_method {self.geo_method!r}: 'knn', 'knn_lowrank' or 'dense'")
+        if self.n_cooccur < 1 or self.geo_neighbors < 1 or self.cooccur_block_cells < 1:
+            raise ValueError("need n_cooccur, geo_neighbors and cooccur_block_cells >= 1")
         lo, hi = self.spectrum_ranks
         if not 1 <= lo < hi:
             raise ValueError(f"spectrum_ranks {self.spectrum_ranks}: need 1 <= lo < hi")

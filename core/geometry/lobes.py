@@ -1,6 +1,11 @@
 """Lobes: spectral clusters of co-occurrence (affinity phi + 1), what they hold, what they do.
 
-`spectral_labels` is sklearn's SpectralClustering(affinity="precomputed", assign_labels="kmeans",
+Two methods, same clusters: `operator_lobes` (default) hands the exact affinity phi + 1 to
+`spectral.labels` as a sparse-plus-low-rank operator built on the (windows, features) matrix B —
+O(nnz(B)) per product, memory O(nnz(B) + d·k); `cooccurrence_lobes` is the paper's dense method
+on a (d, d) phi, kept for small SAEs and as the reference.
+
+`spectral_labels` (dense) is sklearn's SpectralClustering(affinity="precomputed", assign_labels="kmeans",
 random_state=seed) for several k at once: the spectral embedding is computed once with the largest
 k; its first k columns are the embedding SpectralClustering computes for k (same normalised-
 Laplacian eigenvectors, same deterministic signs), and k-means gets the random state in the state
@@ -18,6 +23,8 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.cluster import k_means
 from sklearn.manifold import spectral_embedding
+
+from core.geometry import spectral
 
 N_TOP_TOKENS = 10
 N_TOP_FEATURES = 10
@@ -56,8 +63,29 @@ def cooccurrence_lobes(
     return {k: expand(lab, alive) for k, lab in spectral_labels(sub, ks, seed).items()}
 
 
+def operator_lobes(B: sp.spmatrix, ks: Iterable[int], seed: int) -> dict[int, np.ndarray]:
+    """{k: (d,) lobe per feature} from B (windows, d) without forming phi; -1 for features
+    that never occur. Equals `cooccurrence_lobes` on the same data (up to ARPACK's tolerance)."""
+    alive = np.asarray(B.sum(axis=0)).ravel() > 0
+    aff = spectral.PhiAffinity(sp.csc_matrix(B)[:, alive])
+    return {k: expand(lab, alive) for k, lab in spectral.labels(aff, ks, seed).items()}
+
+
+def hub_scores(phi: spectral.PhiAffinity, labels: np.ndarray, k: int) -> np.ndarray:
+    """(d,) mean phi of each feature to the members of its own lobe (itself included, as the
+    dense phi[members][:, members].mean(1)); NaN outside lobes. One (d, k) operator product."""
+    member = labels >= 0
+    onehot = np.zeros((len(labels), k))
+    onehot[np.flatnonzero(member), labels[member]] = 1.0  # (d, k)
+    within = phi.phi_matmat(onehot)  # (d, k): Σ_{j in lobe c} phi_ij
+    size = np.maximum(onehot.sum(axis=0), 1.0)
+    out = np.full(len(labels), np.nan)
+    out[member] = within[member, labels[member]] / size[labels[member]]
+    return out
+
+
 def lobe_fractions(B: sp.csr_matrix, labels: np.ndarray, k: int) -> np.ndarray:
-    """(n_windows, k): fraction of each lobe's features active in each window."""
+    """(n_windows, k): fraction of each lobe's features active in each window. O(nnz B)."""
     member = labels >= 0
     onehot = sp.csr_matrix(
         (np.ones(member.sum()), (np.flatnonzero(member), labels[member])), shape=(len(labels), k)
@@ -96,10 +124,11 @@ def _token_scores(members: np.ndarray, tokens: list[list[str]], df_all: Counter[
 
 
 def lobe_table(
-    labels: np.ndarray, k: int, phi: np.ndarray, tokens: list[list[str]], winner: np.ndarray
+    labels: np.ndarray, k: int, hubs_by: np.ndarray, tokens: list[list[str]], winner: np.ndarray
 ) -> pd.DataFrame:
     """One row per lobe (and -1 for never-occurring features): lobe, size, top_tokens,
-    top_features (hubs: highest mean phi to the rest of the lobe), n_windows_won."""
+    top_features (hubs: highest `hubs_by`, the mean phi to the lobe, see `hub_scores`),
+    n_windows_won."""
     df_all: Counter[str] = Counter(t for toks in tokens for t in set(toks))
     won = np.bincount(winner[winner >= 0], minlength=k)
     rows = []
@@ -109,8 +138,8 @@ def lobe_table(
             continue
         hubs: list[int] = []
         if lobe >= 0 and len(members):
-            mean_phi = phi[np.ix_(members, members)].mean(axis=1)  # (size,)
-            hubs = members[np.argsort(-mean_phi, kind="stable")[:N_TOP_FEATURES]].tolist()
+            order = np.argsort(-hubs_by[members], kind="stable")
+            hubs = members[order[:N_TOP_FEATURES]].tolist()
         rows.append(
             {
                 "lobe": lobe,

@@ -16,17 +16,19 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 from threadpoolctl import threadpool_limits
 
 from core.geometry import cooccurrence as cooc
-from core.geometry import layer_structure, lobes, spatial, umap_layout
+from core.geometry import layer_structure, lobes, spatial, spectral, umap_layout
 from core.geometry.config import GeometryConfig
 from core.store import geometry_sql
-from core.store.atlas import AtlasWriter, define_activations_view
+from core.store.atlas import AtlasWriter
+from core.store.runs import define_activations_view
 
 if TYPE_CHECKING:
-    from core.build.steps import BuildContext
+    from core.pipeline.context import BuildContext
 
 Frames = dict[str, list[pd.DataFrame]]
 TABLES = (
@@ -80,30 +82,38 @@ def _tokens(con: duckdb.DuckDBPyConnection, sae_id: str, d_sae: int) -> list[lis
     return out
 
 
-def _cooccurrence(
+def firing_matrix(
     con: duckdb.DuckDBPyConnection, sae_id: str, d_sae: int, wins: pd.DataFrame, cfg: GeometryConfig
-) -> cooc.Cooccurrence:
+) -> sp.csr_matrix:
+    """(n_windows, d_sae) binary B: the feature fires somewhere in the window. O(nnz B)."""
     fire = geometry_sql.window_firing(
         con, wins, sae_id, cfg.window, cfg.threshold, cfg.threshold_relative
     )
     f = fire["feature"].to_numpy()
     keep = (f >= 0) & (f < d_sae)
-    B = cooc.binary_matrix(fire["win"].to_numpy()[keep], f[keep], len(wins), d_sae)
-    return cooc.count(B)
+    return cooc.binary_matrix(fire["win"].to_numpy()[keep], f[keep], len(wins), d_sae)
+
+
+def cluster_lobes(B: sp.csr_matrix, cfg: GeometryConfig) -> dict[int, np.ndarray]:
+    """{k: (d,) lobe, -1 where the feature never occurs} by cfg.lobe_method."""
+    if cfg.lobe_method == "dense":  # the paper's (d, d) phi: small SAEs only
+        co = cooc.count(B)
+        return lobes.cooccurrence_lobes(cooc.phi_coefficient(co), co.alive, cfg.lobe_ks, cfg.seed)
+    return lobes.operator_lobes(B, cfg.lobe_ks, cfg.seed)
 
 
 def _lobe_frames(
     sae_id: str,
     labels: dict[int, np.ndarray],
-    co: cooc.Cooccurrence,
-    phi: np.ndarray,
+    B: sp.csr_matrix,
     tokens: list[list[str]],
     wins: pd.DataFrame,
     out: Frames,
 ) -> None:
+    phi = spectral.PhiAffinity(B)  # hubs by mean phi within the lobe, without (d, d) phi
     for k, lab in labels.items():
-        winner = lobes.winning_lobe(lobes.lobe_fractions(co.B, lab, k))  # (n_windows,)
-        table = lobes.lobe_table(lab, k, phi, tokens, winner)
+        winner = lobes.winning_lobe(lobes.lobe_fractions(B, lab, k))  # (n_windows,)
+        table = lobes.lobe_table(lab, k, lobes.hub_scores(phi, lab, k), tokens, winner)
         func = lobes.lobe_function(winner, wins)
         for df in (table, func):
             df.insert(0, "k", k)
@@ -124,7 +134,9 @@ def _spatial_frames(
     """AMI z-score and logistic regression per k in stats_ks; returns the geometric clusters."""
     ks = [k for k in cfg.stats_ks if k in labels]
     with clock.part("geometric clusters"):
-        geo = spatial.geometric_clusters(unit[alive], ks, cfg.seed)  # {k: (n_alive,)}
+        geo = spatial.geometric_clusters(
+            unit[alive], ks, cfg.seed, cfg.geo_method, cfg.geo_neighbors
+        )  # {k: (n_alive,)}
     rows = []
     for k in geo:
         y = labels[k][alive]
@@ -166,14 +178,14 @@ def _layer_frames(sae_id: str, unit: np.ndarray, cfg: GeometryConfig, out: Frame
 
 def _feature_frames(
     sae_id: str,
-    co: cooc.Cooccurrence,
+    n_i: np.ndarray,
     labels: dict[int, np.ndarray],
     geo: dict[int, np.ndarray],
     xy: np.ndarray,
     cfg: GeometryConfig,
     out: Frames,
 ) -> None:
-    d = len(co.n_i)
+    d = len(n_i)
     none = np.full(d, -1, dtype=np.int32)
     out["feature_geometry"].append(
         pd.DataFrame(
@@ -186,7 +198,7 @@ def _feature_frames(
                 "joint_y": np.nan,
                 "lobe": labels.get(cfg.default_k, none),
                 "geo_cluster": geo.get(cfg.default_k, none),
-                "n_windows": co.n_i,
+                "n_windows": n_i,
             }
         )
     )
@@ -213,24 +225,28 @@ def sae_geometry(
     clock: Clock,
     out: Frames,
 ) -> dict[str, Any]:
-    """Everything for one SAE; unit is its (d_sae, d_in) unit-norm decoder. Appends to `out`."""
+    """Everything for one SAE; unit is its (d_sae, d_in) unit-norm decoder. Appends to `out`.
+
+    Cost with d = d_sae, n = windows, default methods: co-occurrence O(nnz(B)·d + d²) time;
+    lobes O(iterations·nnz(B)·k); geo_cluster O(d²·d_in) time in blocks; UMAP kNN the same;
+    memory O(nnz(B) + d·(d_in + k + m)) throughout — no (d, d) array."""
     d_sae = unit.shape[0]
     with clock.part("co-occurrence"):
-        co = _cooccurrence(con, sae_id, d_sae, wins, cfg)
-        phi, jac = cooc.phi_coefficient(co), cooc.jaccard(co)
-        pairs = cooc.top_pairs(co, phi, jac, cfg.n_cooccur)
+        B = firing_matrix(con, sae_id, d_sae, wins, cfg)
+        n_i = cooc.occurrences(B)
+        pairs = cooc.top_partners(B, cfg.n_cooccur, cfg.cooccur_block_cells)
         pairs.insert(0, "sae_id", sae_id)
         out["cooccurrence"].append(pairs)
     with clock.part("lobes"):
-        labels = lobes.cooccurrence_lobes(phi, co.alive, cfg.lobe_ks, cfg.seed)
-        _lobe_frames(sae_id, labels, co, phi, _tokens(con, sae_id, d_sae), wins, out)
-    geo = _spatial_frames(sae_id, unit, labels, co.alive, cfg, clock, out)
+        labels = cluster_lobes(B, cfg)
+        _lobe_frames(sae_id, labels, B, _tokens(con, sae_id, d_sae), wins, out)
+    geo = _spatial_frames(sae_id, unit, labels, n_i > 0, cfg, clock, out)
     with clock.part("layer structure"):
         _layer_frames(sae_id, unit, cfg, out)
     with clock.part("umap"):
         xy = umap_layout.layout(unit, cfg)  # (d_sae, 2)
-    _feature_frames(sae_id, co, labels, geo, xy, cfg, out)
-    return {"alive": int(co.alive.sum())}
+    _feature_frames(sae_id, n_i, labels, geo, xy, cfg, out)
+    return {"alive": int((n_i > 0).sum())}
 
 
 def _joint_layout(
@@ -296,7 +312,7 @@ def write_tables(writer: AtlasWriter, tables: dict[str, pd.DataFrame]) -> None:
     for name in TABLES:
         df = tables.get(name)
         if df is None:
-            writer.con.execute(f"DELETE FROM {name}")
+            geometry_sql.clear_table(writer.con, name)
         else:
             writer.replace_rows(name, df)
 
@@ -304,7 +320,7 @@ def write_tables(writer: AtlasWriter, tables: dict[str, pd.DataFrame]) -> None:
 def stage_geometry(ctx: BuildContext) -> dict[str, Any]:
     cfg: GeometryConfig = getattr(ctx.cfg, "geometry", None) or GeometryConfig()
     con = ctx.writer.con
-    define_activations_view(con, str(ctx.acts_dir / "*" / "*.parquet"))
+    define_activations_view(con, ctx.acts_dir)
     decoders = {s.id: ctx.saes[s].unit_decoder().cpu().numpy() for s in ctx.sites}
     kinds = {s.id: s.kind for s in ctx.sites}
     with limited_threads(cfg.threads):

@@ -3,6 +3,12 @@
 The cosine kNN graph is computed exactly (one matmul per chunk) and handed to UMAP, which
 skips its approximate NN-descent: on a few thousand 576-d points that is both faster (NN-descent
 on high-dimensional, weakly clustered data is the slow part) and fully reproducible.
+
+Cost: the kNN is O(n²·d) time in row blocks of at most 2^24 similarity cells (64 MiB of float32
+at any width; 256 rows at n = 65,536), O(n·k) memory; UMAP's graph and layout are O(n·k).
+UMAP with a random_state runs its epochs on one thread (umap-learn forces n_jobs=1 to be
+reproducible); `GeometryConfig.umap_seeded=False` drops the seed so the epochs use every core,
+for SAEs of several hundred thousand features where the layout dominates the stage.
 """
 
 from __future__ import annotations
@@ -16,9 +22,12 @@ from core.geometry.config import GeometryConfig
 
 
 @torch.no_grad()
-def cosine_knn(unit: np.ndarray, k: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def cosine_knn(
+    unit: np.ndarray, k: int, chunk: int = 2048, max_cells: int = 1 << 24
+) -> tuple[np.ndarray, np.ndarray]:
     """(n, d) unit rows -> indices (n, k) int32 and cosine distances (n, k) float32, self first."""
     U = torch.from_numpy(np.ascontiguousarray(unit, dtype=np.float32))
+    chunk = max(1, min(chunk, max_cells // max(len(U), 1)))  # (chunk, n) block stays bounded
     idx, dist = [], []
     for lo in range(0, len(U), chunk):
         sim = U[lo : lo + chunk] @ U.T  # (chunk, n)
@@ -55,11 +64,11 @@ def layout(unit: np.ndarray, cfg: GeometryConfig) -> np.ndarray:
         min_dist=cfg.umap_min_dist,
         metric="cosine",
         n_epochs=cfg.umap_epochs,
-        random_state=cfg.seed,
+        random_state=cfg.seed if cfg.umap_seeded else None,
         precomputed_knn=(idx, dist, None),
         init="spectral",
     )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # n_jobs forced to 1 by the seed; no search index kept
+        warnings.simplefilter("ignore")  # n_jobs forced to 1 by a seed; no search index kept
         xy = reducer.fit_transform(np.asarray(unit, dtype=np.float32))  # (n, 2)
     return np.asarray(xy, dtype=np.float32)

@@ -47,6 +47,7 @@ def logit_table(
 def neighbour_table(sae: SAE, sae_id: str, n: int, chunk: int = 2048) -> pd.DataFrame:
     """Top-n other features of the same SAE by decoder cosine."""
     unit = sae.unit_decoder()  # (d_sae, d_in)
+    chunk = max(1, min(chunk, (1 << 24) // sae.d_sae))  # a block stays <= 64 MiB at any width
     frames = []
     for lo in range(0, sae.d_sae, chunk):
         cos = unit[lo : lo + chunk] @ unit.T  # (chunk, d_sae)

@@ -10,6 +10,7 @@ import duckdb
 import pandas as pd
 
 from core.store import queries as q
+from core.store.db import ident
 
 # ---- build side ---------------------------------------------------------------------------------
 
@@ -58,6 +59,16 @@ def window_firing(
         ).df()
     finally:
         con.unregister("_windows")
+
+
+def sae_shapes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """sae_id, d_sae and weights_path of every SAE, by layer and site."""
+    return con.execute("SELECT sae_id, d_sae, weights_path FROM saes ORDER BY layer, site").df()
+
+
+def clear_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Empty one of the geometry stage's tables (`table` comes from code, never user text)."""
+    con.execute(f"DELETE FROM {ident(table)}")
 
 
 def feature_top_tokens(con: duckdb.DuckDBPyConnection, sae_id: str) -> pd.DataFrame:

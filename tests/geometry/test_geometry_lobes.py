@@ -9,7 +9,7 @@ from sklearn.cluster import SpectralClustering
 from sklearn.metrics import adjusted_mutual_info_score
 
 from core.geometry import cooccurrence as cooc
-from core.geometry import lobes
+from core.geometry import lobes, spectral
 from core.store import geometry_sql
 
 
@@ -71,7 +71,11 @@ def test_lobe_table_sizes_tokens_and_hubs(make_atlas: Any) -> None:
     lab = lobes.cooccurrence_lobes(phi, co.alive, [4], seed=0)[4]
     tokens = [[f"t{g}", f"u{f}"] for f, g in enumerate(syn.truth)]
     winner = lobes.winning_lobe(lobes.lobe_fractions(co.B, lab, 4))
-    table = lobes.lobe_table(lab, 4, phi, tokens, winner)
+    hubs_by = lobes.hub_scores(spectral.PhiAffinity(co.B), lab, 4)
+    for f in range(len(lab)):  # the operator's mean phi within the lobe equals the dense one
+        members = np.flatnonzero(lab == lab[f])
+        assert abs(hubs_by[f] - phi[f, members].mean()) < 1e-9
+    table = lobes.lobe_table(lab, 4, hubs_by, tokens, winner)
     assert (
         table["size"].sum() == len(syn.truth)
         and table["n_windows_won"].sum() == (winner >= 0).sum()

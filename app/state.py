@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import streamlit as st
 
+from app.text import code
 from core.paths import default_atlas_path
 from core.store.atlas import Atlas, AtlasError
 from core.store.db import Cursor
@@ -60,11 +61,11 @@ def atlas_problem() -> str | None:
     """Why the atlas cannot be shown (missing, unreadable), or None when it opens."""
     key = atlas_key()
     if key is None:
-        return f"No atlas found at `{atlas_path()}`."
+        return f"No atlas found at {code(atlas_path(), limit=300)}."
     try:
         _open_atlas(key)
     except (AtlasError, duckdb.Error) as err:
-        return f"The atlas at `{atlas_path()}` cannot be opened: {err}"
+        return f"The atlas at {code(atlas_path(), limit=300)} cannot be opened: {err}"
     return None
 
 

@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from app.text import code, plain
 from core.workspace import Workspace, WorkspaceError
 
 FEATURE_PAGE = "app_pages/feature.py"
@@ -42,9 +43,9 @@ def parse_feature_params(
     if not sae_id:
         return "The link names no SAE (`?sae=`)."
     if sae_id not in d_sae:
-        return f"Unknown SAE `{_md(sae_id)}`. This atlas has: {', '.join(sorted(d_sae))}."
+        return f"Unknown SAE {code(sae_id)}. This atlas has: {', '.join(sorted(d_sae))}."
     if raw is None or not _INT.match(raw.strip()):
-        return f"`?feature={_md(raw or '')}` is not a feature number (a whole number ≥ 0)."
+        return f"{code('?feature=' + (raw or ''))} is not a feature number (a whole number ≥ 0)."
     feature = int(raw.strip())
     if feature >= d_sae[sae_id]:
         return (
@@ -52,12 +53,6 @@ def parse_feature_params(
             f"0–{d_sae[sae_id] - 1}."
         )
     return sae_id, feature
-
-
-def _md(text: str, limit: int = 60) -> str:
-    """User text shown inside `code` in markdown: no backticks, bounded length."""
-    text = text.replace("`", "'").replace("\n", " ")
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 Keys = list[tuple[str, int]]
@@ -97,8 +92,8 @@ def _add(ws: Workspace, keys: Keys, choice: str, new_name: str) -> str | None:
                 raise WorkspaceError(f"the set {choice!r} no longer exists")
             name, added = found.name, ws.add_features(found.set_id, keys)
     except WorkspaceError as err:
-        st.error(str(err))
+        st.error(plain(err))
         return None
-    return f"Added {added} feature{'s' if added != 1 else ''} to “{name}”" + (
+    return f"Added {added} feature{'s' if added != 1 else ''} to “{plain(name)}”" + (
         f" ({len(keys) - added} already there)." if added < len(keys) else "."
     )

@@ -3,12 +3,16 @@
 Columns: the ids and site, the explanation when the atlas has one, density and activations,
 the top tokens (a JSON list, so tokens with commas or spaces survive), then whatever columns
 later stages added (scores, lobe, umap_x/umap_y, flow_class, ...). Text cells that a
-spreadsheet would run as a formula (leading = + - @, tab, CR) get a leading single quote.
+spreadsheet would run as a formula (leading = + - @, tab, CR) get a leading single quote, and so
+does every line inside a cell (after CR, LF or CRLF) that starts with one of them. Rows end in
+CRLF (RFC 4180), so the writer quotes every cell holding CR, LF, a comma or a quote: a bare CR
+inside a cell never starts a new row.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pandas as pd
@@ -33,12 +37,17 @@ LEADING_COLUMNS: tuple[str, ...] = (
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
+# a line start inside a cell (after CR, LF or CRLF) followed by a formula character
+_INNER_FORMULA = re.compile(r"(\r\n|\r|\n)(?=[=+\-@\t])")
+
 
 def neutralise(value: Any) -> Any:
-    """Prefix a text cell that a spreadsheet would evaluate with a single quote."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
+    """Prefix with a single quote a text cell, and each line in it, that a spreadsheet (or a
+    reader that splits lines) would evaluate as a formula."""
+    if not isinstance(value, str):
+        return value
+    value = _INNER_FORMULA.sub(lambda m: m.group(1) + "'", value)
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
 
 
 def _cell(value: Any) -> Any:
@@ -62,7 +71,8 @@ def export_frame(rows: pd.DataFrame) -> pd.DataFrame:
 
 def to_csv_bytes(rows: pd.DataFrame) -> bytes:
     """UTF-8 CSV bytes (for st.download_button) of feature rows from `queries`."""
-    return export_frame(rows).to_csv(index=False).encode("utf-8")
+    text = export_frame(rows).to_csv(index=False, lineterminator="\r\n")
+    return text.encode("utf-8")
 
 
 def features_csv(cur: Cursor, keys: list[tuple[str, int]]) -> bytes:

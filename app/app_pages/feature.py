@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import data, state, widgets
+from app.text import plain
 from core import render
 
 SCORE_PREFIXES = ("score", "detection", "fuzzing")
@@ -274,7 +275,7 @@ def feature_view(key: str, sae_id: str, feature: int) -> None:
         ws = state.workspace()
         inside = ws.sets_containing(sae_id, feature)
         if inside:
-            st.caption("In: " + ", ".join(f"“{n}”" for n in inside))
+            st.caption("In: " + ", ".join(f"“{plain(n)}”" for n in inside))
         widgets.add_to_set(ws, [(sae_id, feature)], key="feature")
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app import data, state, widgets
+from app.text import plain
 from core.store.queries import FeatureFilter
 
 DENSITY_STEPS = [0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
@@ -148,7 +149,7 @@ def semantic_results(key: str, query: str, sae_ids: tuple[str, ...]) -> None:
             widgets.feature_url(s, f) for s, f in zip(hits["sae_id"], hits["feature"], strict=True)
         ]
     )
-    st.caption(f"Nearest in meaning to “{query}”")
+    st.caption(f"Nearest in meaning to “{plain(query)}”")
     st.dataframe(
         hits,
         hide_index=True,

@@ -16,8 +16,9 @@ from streamlit.errors import StreamlitAPIException
 
 from app import data, state, widgets
 from app.figures.flow import Info, class_shares_figure, graph_figure, roles, score_figure
+from app.text import plain
 from core.flow.chains import FlowGraph, Node
-from core.steering.chain import SCHEDULES, Schedule, chain_spec, steering_params
+from core.steering.chain import ALPHA_RANGE, SCHEDULES, Schedule, chain_spec, steering_params
 
 LINKS = {
     "page": st.column_config.LinkColumn("feature page", display_text="open"),
@@ -88,13 +89,19 @@ def chain_actions(g: FlowGraph) -> None:
         )
         alpha = s[1].number_input(
             "α (s·e^{α·l})",
+            min_value=ALPHA_RANGE[0],
+            max_value=ALPHA_RANGE[1],
             value=-0.3,
             step=0.1,
             format="%.2f",
             disabled=schedule != "decay",
             key="flow-alpha",
         )
-        spec = pd.DataFrame(chain_spec(keys, 1.0, schedule, alpha))
+        try:
+            spec = pd.DataFrame(chain_spec(keys, 1.0, schedule, alpha))
+        except ValueError as err:  # α beyond its range, or too steep for this chain's length
+            st.error(plain(err))
+            return
         st.caption("Relative strength per layer (× the strength chosen on the Steering page):")
         st.dataframe(spec, hide_index=True, width="stretch")
         _steer_link(steering_params(keys, schedule, alpha))

@@ -49,11 +49,9 @@ def model_section(ov: dict[str, Any]) -> None:
 
 def sae_section(saes: pd.DataFrame) -> None:
     st.subheader("Sparse autoencoders")
-    shown = saes.copy()
-    shown["dead_frac"] = shown["dead_frac"] * 100
-    shown["frac_loss_recovered"] = shown["frac_loss_recovered"] * 100
+    # dead_frac and frac_loss_recovered are stored as fractions; format="percent" scales them
     st.dataframe(
-        shown,
+        saes,
         hide_index=True,
         column_config=SAE_COLUMNS,
         column_order=[

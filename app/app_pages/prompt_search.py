@@ -15,6 +15,7 @@ import streamlit as st
 
 from app import state, widgets
 from app.live import busy_note, d_sae, describe, live_model
+from app.text import code, plain
 from core.render import feature_label, plot_text, visible_token
 from core.steering.interventions import SteeringError
 from core.steering.prompt_search import PromptSearch
@@ -100,7 +101,7 @@ def sae_view(key: str, res: PromptSearch, sae_id: str) -> None:
     st.caption("Hover a token for its top features; click it to list them below.")
     clicked = token_grid(toks, res.tokens, sae_id)
     if clicked is not None:
-        st.markdown(f"**Token {clicked}: `{visible_token(res.tokens[clicked])}`**")
+        st.markdown(f"**Token {clicked}: {code(visible_token(res.tokens[clicked]))}**")
         rows = with_links(key, toks[toks["pos"] == clicked])
         cols = ["open", "steer", "feature", "act", "rel", "explanation", "top_tokens"]
         st.dataframe(rows, hide_index=True, column_config=LINKS,
@@ -145,7 +146,7 @@ def main() -> None:
             with st.spinner("Running the model (waiting for a turn if it is busy)…"):
                 st.session_state[RESULT] = live.search(text, saes, int(k))
         except SteeringError as err:
-            st.error(str(err))
+            st.error(plain(err))
     res: PromptSearch | None = st.session_state.get(RESULT)
     if res is None:
         return

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app import data, state, widgets
+from app.text import code, plain
 from core.workspace import FeatureSet, Workspace, WorkspaceError
 
 MEMBER_COLUMNS = {
@@ -37,7 +38,7 @@ def create_form(ws: Workspace) -> None:
             try:
                 ws.create_set(name)
             except WorkspaceError as err:
-                st.error(str(err))
+                st.error(plain(err))
             else:
                 st.session_state[NEXT] = " ".join(name.split())
                 st.rerun()
@@ -49,6 +50,8 @@ def choose(sets: list[FeatureSet]) -> FeatureSet:
     wanted = st.session_state.pop(NEXT, None)
     if wanted is None and CHOICE not in st.session_state:
         wanted = st.query_params.get("set")
+        if wanted is not None and wanted not in names:
+            st.error(f"No feature set is named “{plain(wanted)}”; showing “{plain(names[0])}”.")
     if wanted in names:
         st.session_state[CHOICE] = wanted
     if st.session_state.get(CHOICE) not in names:
@@ -68,7 +71,7 @@ def manage(ws: Workspace, chosen: FeatureSet) -> None:
             new = c[0].text_input("New name", value=chosen.name)
             if c[1].form_submit_button("Rename"):
                 _try(lambda: ws.rename_set(chosen.set_id, new), " ".join(new.split()))
-        sure = st.checkbox(f"Yes, delete “{chosen.name}” and its {chosen.size} features")
+        sure = st.checkbox(f"Yes, delete “{plain(chosen.name)}” and its {chosen.size} features")
         if st.button("Delete set", disabled=not sure, icon=":material/delete:"):
             _try(lambda: ws.delete_set(chosen.set_id), "")
 
@@ -78,7 +81,7 @@ def _try(action: Callable[[], None], select: str) -> None:
     try:
         action()
     except WorkspaceError as err:
-        st.error(str(err))
+        st.error(plain(err))
         return
     st.session_state[NEXT] = select
     st.rerun()
@@ -134,7 +137,7 @@ def main() -> None:
     key = state.require_atlas()
     ws = state.workspace()
     st.title("Sets & export")
-    st.caption(f"Workspace: `{ws.path}`")
+    st.caption(f"Workspace: {code(ws.path, limit=300)}")
     create_form(ws)
     sets = ws.list_sets()
     if not sets:

@@ -18,8 +18,10 @@ import streamlit as st
 
 from app import data, state, widgets
 from app.live import busy_note, d_sae, describe, label, live_model
-from core.steering.chain import chain_spec, parse_chain
-from core.steering.generate import MAX_NEW_TOKENS, PairResult, SamplingConfig
+from app.text import code, plain
+from core.params import ParamError, parse_int, parse_number
+from core.steering.chain import ALPHA_RANGE, chain_spec, parse_chain
+from core.steering.generate import MAX_NEW_TOKENS, MAX_SEED, PairResult, SamplingConfig
 from core.steering.interventions import (
     METHODS,
     Intervention,
@@ -34,19 +36,13 @@ from core.steering.saved import SavedSteer, save_steer
 from core.store.queries import FeatureFilter
 from core.workspace import WorkspaceError
 
-ITEMS, LAST, URL_SEEN = "steer-items", "steer-last", "steer-url"
+ITEMS, LAST, URL_SEEN, URL_ERRORS = "steer-items", "steer-last", "steer-url", "steer-url-errors"
 UIDS = itertools.count()
 DEFAULTS: dict[str, Any] = {
-    "steer-prompt": "Tell me about your weekend.",
-    "steer-t": 0.5,
-    "steer-top-p": 1.0,
-    "steer-fp": 1.0,
-    "steer-seed": 16,
-    "steer-n": 48,
-    "steer-chat": True,
-    "steer-pos": "all",
+    "steer-prompt": "Tell me about your weekend.", "steer-t": 0.5, "steer-top-p": 1.0,
+    "steer-fp": 1.0, "steer-seed": 16, "steer-n": 48, "steer-chat": True, "steer-pos": "all",
     "steer-special": True,
-}
+}  # fmt: skip
 PRESETS: dict[str, dict[str, Any]] = {
     "Neuronpedia (T 0.5, freq. penalty 1, seed 16)": {
         "steer-t": 0.5, "steer-top-p": 1.0, "steer-fp": 1.0, "steer-seed": 16,
@@ -57,8 +53,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 RANGES = {"additive": (-10.0, 10.0), "clamp": (-2.0, 10.0), "rescale": (-5.0, 5.0)}
 START = {"additive": 2.0, "clamp": 1.0, "rescale": 0.0}
 UNITS = {"additive": "× max act", "clamp": "target, × max act", "rescale": "× r"}
-URL_KEYS = {"t": "steer-t", "top_p": "steer-top-p", "fp": "steer-fp", "seed": "steer-seed",
-            "n": "steer-n"}  # fmt: skip
+URL_KEYS = {"t": ("steer-t", 0.0, 2.0), "top_p": ("steer-top-p", 0.05, 1.0),
+            "fp": ("steer-fp", -2.0, 2.0), "seed": ("steer-seed", 0, MAX_SEED),
+            "n": ("steer-n", 1, MAX_NEW_TOKENS)}  # fmt: skip
+"""URL name → (state key, lo, hi) of the sampling widgets; `n` stops lower on a CPU."""
+MAX_URL_PROMPT = 4000
 
 
 # ---- the list of features being steered -------------------------------------------------------
@@ -93,60 +92,86 @@ def interventions() -> list[Intervention]:
 
 
 # ---- URL → state ------------------------------------------------------------------------------
-def apply_url(sizes: dict[str, int]) -> None:
-    """Apply the query parameters once per distinct URL (a new feature link adds to the list)."""
+def apply_url(sizes: dict[str, int], cap: int) -> None:
+    """Apply the query parameters once per distinct URL (a new feature link adds to the list).
+    A bad value is not applied: an error names the parameter and its range while the URL stays
+    as given (it changes only when the user generates)."""
     params = st.query_params.to_dict()
     sig = urlencode(sorted(params.items()))
-    if st.session_state.get(URL_SEEN) == sig:
-        return
-    st.session_state[URL_SEEN] = sig
+    if st.session_state.get(URL_SEEN) != sig:
+        st.session_state[URL_SEEN] = sig
+        st.session_state[URL_ERRORS] = _settings_from_url(params, cap) + _add_items(params, sizes)
+    for level, message in st.session_state.get(URL_ERRORS, []):
+        (st.error if level == "error" else st.warning)(message)
+
+
+def _add_items(params: dict[str, str], sizes: dict[str, int]) -> list[tuple[str, str]]:
+    """Steered features from the link; (level, markdown-safe message) of what was refused."""
     try:
         found = _items_from_url(params)
-        _settings_from_url(params)
-    except (SteeringError, ValueError) as err:
-        st.warning(f"Some of the link's settings were ignored: {err}")
-        return
+    except ParamError as err:  # a number out of its range
+        return [("error", f"The link's features were not applied: {plain(err)}.")]
+    except (SteeringError, ValueError) as err:  # malformed
+        return [("warning", f"Some of the link's settings were ignored: {plain(err)}")]
     if "steer" in params:
         st.session_state[ITEMS] = []
+    errors = []
     for it in found:
         if it.sae_id not in sizes or it.feature >= sizes[it.sae_id]:
-            st.warning(f"`{it.sae_id}` #{it.feature} is not in this atlas; skipped.")
+            errors.append(("warning", f"{code(it.sae_id)} #{it.feature} is not in this atlas."))
             continue
         add_item(it.sae_id, it.feature, it.method, it.strength)
+    return errors
 
 
 def _items_from_url(p: dict[str, str]) -> list[Intervention]:
+    items: list[Intervention] = []
     if "steer" in p:
-        return parse_items(p["steer"])
-    if "chain" in p:
-        strength = float(p.get("strength", 1.0))
-        alpha = float(p.get("alpha", 0.0))
+        items = parse_items(p["steer"])
+    elif "chain" in p:
+        strength = parse_number("strength", p.get("strength", "1"), *RANGES["additive"])
+        alpha = parse_number("alpha", p.get("alpha", "0"), *ALPHA_RANGE)
         spec = chain_spec(parse_chain(p["chain"]), strength, p.get("schedule", "constant"), alpha)  # type: ignore[arg-type]
-        return from_chain(spec)
-    if "sae" in p and "feature" in p:
-        return [Intervention(p["sae"], int(p["feature"]), strength=START["additive"])]
-    return []
+        items = from_chain(spec)
+    elif "sae" in p and "feature" in p:
+        feature = parse_int("feature", p["feature"], 0, 2**31 - 1)
+        items = [Intervention(p["sae"], feature, strength=START["additive"])]
+    for it in items:  # a strength the slider cannot show is refused, never clamped
+        parse_number(f"the strength of {it.label} ({it.method})", it.strength, *RANGES[it.method])
+    return items
 
 
-def _settings_from_url(p: dict[str, str]) -> None:
-    ss = st.session_state
-    if "prompt" in p:
-        ss["steer-prompt"] = p["prompt"][:4000]
-    for name, key in URL_KEYS.items():
-        if name in p:
-            ss[key] = type(DEFAULTS[key])(float(p[name]))
+def _settings_from_url(p: dict[str, str], cap: int) -> list[tuple[str, str]]:
+    """Apply the link's sampling settings; ("error", message) for each value refused."""
+    ss, errors = st.session_state, []
+    if len(p.get("prompt", "")) <= MAX_URL_PROMPT:
+        ss["steer-prompt"] = p.get("prompt", ss["steer-prompt"])
+    else:
+        errors.append(("error", f"The link's prompt has {len(p['prompt'])} characters; at most "
+                      f"{MAX_URL_PROMPT} are taken from a link. It was not applied."))  # fmt: skip
+    for name, (key, lo, hi) in URL_KEYS.items():
+        if name not in p:
+            continue
+        whole = isinstance(DEFAULTS[key], int)
+        try:
+            value = parse_number(name, p[name], lo, cap if name == "n" else hi, whole)
+        except ParamError as err:
+            errors.append(("error", f"The link's setting was not applied: {plain(err)}."))
+            continue
+        ss[key] = type(DEFAULTS[key])(value)
     if p.get("pos") in ("all", "generated"):
         ss["steer-pos"] = p["pos"]
     for name, key in (("special", "steer-special"), ("chat", "steer-chat")):
         if name in p:
             ss[key] = p[name] != "0"
+    return errors
 
 
 def share_params(items: list[Intervention]) -> dict[str, str]:
     ss = st.session_state
     params = {"steer": format_items(items), "prompt": ss["steer-prompt"], "pos": ss["steer-pos"],
               "special": str(int(ss["steer-special"])), "chat": str(int(ss["steer-chat"]))}  # fmt: skip
-    params |= {name: f"{ss[key]:g}" for name, key in URL_KEYS.items()}
+    params |= {name: f"{ss[key]:g}" for name, (key, *_) in URL_KEYS.items()}
     return params
 
 
@@ -252,13 +277,18 @@ def options(live: LiveModel) -> None:
     c[3].selectbox("Preset", list(PRESETS), key="steer-preset", index=None,
                    placeholder="Sampling preset…", on_change=apply_preset)  # fmt: skip
     d = st.columns(5)
-    d[0].number_input("Temperature", 0.0, 2.0, step=0.1, key="steer-t")
-    d[1].number_input("Top-p", 0.05, 1.0, step=0.05, key="steer-top-p")
-    d[2].number_input("Frequency penalty", -2.0, 2.0, step=0.1, key="steer-fp")
-    d[3].number_input("Seed", 0, 2**31 - 1, step=1, key="steer-seed")
-    cap = MAX_NEW_TOKENS if live.lm.device.type != "cpu" else 256
+    d[0].number_input("Temperature", *URL_KEYS["t"][1:], step=0.1, key="steer-t")
+    d[1].number_input("Top-p", *URL_KEYS["top_p"][1:], step=0.05, key="steer-top-p")
+    d[2].number_input("Frequency penalty", *URL_KEYS["fp"][1:], step=0.1, key="steer-fp")
+    d[3].number_input("Seed", *URL_KEYS["seed"][1:], step=1, key="steer-seed")
+    cap = token_cap(live)
     d[4].number_input("Max new tokens", 1, cap, step=8, key="steer-n",
                       help=f"at most {cap} on this {live.lm.device.type}")  # fmt: skip
+
+
+def token_cap(live: LiveModel) -> int:
+    """Most new tokens per run: fewer on a CPU."""
+    return MAX_NEW_TOKENS if live.lm.device.type != "cpu" else 256
 
 
 def sampling() -> SamplingConfig:
@@ -341,9 +371,9 @@ def save_form(last: dict[str, Any]) -> None:
     try:
         sid = save_steer(state.workspace(), steer)
     except WorkspaceError as err:
-        st.error(str(err))
+        st.error(plain(err))
     else:
-        st.success(f"Saved as steer #{sid} in `{state.workspace().path.name}`.")
+        st.success(f"Saved as steer #{sid} in {code(state.workspace().path.name)}.")
 
 
 def main() -> None:
@@ -351,9 +381,9 @@ def main() -> None:
     sizes = d_sae(key)
     for k, v in DEFAULTS.items():
         st.session_state.setdefault(k, v)
-    apply_url(sizes)
     st.title("Steering")
     live = live_model(key)
+    apply_url(sizes, token_cap(live))
     st.text_area("Prompt", key="steer-prompt", height=90)
     picker(key, sizes)
     items_editor(key, live)
@@ -363,7 +393,7 @@ def main() -> None:
         try:
             generate(live, interventions(), sampling())
         except SteeringError as err:
-            st.error(str(err))
+            st.error(plain(err))
     results()
 
 

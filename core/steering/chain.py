@@ -12,9 +12,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from core.model.sites import Site
+from core.params import ParamError, allowed, parse_number
 
 Schedule = Literal["constant", "decay"]
 SCHEDULES = ("constant", "decay")
+ALPHA_RANGE = (-3.0, 3.0)
+"""Allowed α of the decay schedule (the Flow page's box and the `alpha` URL parameter)."""
+MAX_GROWTH = 30.0
+"""Largest α·l allowed: a chain's strength may grow at most e^30 (~1e13) times along it."""
 
 
 def chain_spec(
@@ -26,10 +31,19 @@ def chain_spec(
     """[{sae_id, feature, strength}] in layer order for chain features (sae_id, feature)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown strength schedule {schedule!r}; use one of {SCHEDULES}")
+    strength = parse_number("strength", strength, -math.inf, math.inf)  # finite
+    alpha = parse_number("alpha", alpha, *ALPHA_RANGE)
     if not chain:
         return []
     nodes = sorted(chain, key=lambda n: Site.parse(n[0]).layer)
     first = Site.parse(nodes[0][0]).layer
+    span = Site.parse(nodes[-1][0]).layer - first
+    if schedule == "decay" and alpha * span > MAX_GROWTH:
+        raise ParamError(
+            f"alpha must be {allowed(ALPHA_RANGE[0], MAX_GROWTH / span)} for this chain of "
+            f"{span + 1} layers (the strength may grow at most e^{MAX_GROWTH:g} along it); "
+            f"got {alpha:g}"
+        )
     out = []
     for sae_id, feature in nodes:
         l = Site.parse(sae_id).layer - first  # noqa: E741 - METHODS' symbol

@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from core.params import ParamError, parse_int
 from core.steering.engine import Prepared, Steerer, StepMask, steering
 from core.steering.interventions import SteeringError
 
 MAX_NEW_TOKENS = 1024
 MAX_PROMPT_TOKENS = 1024
 MAX_PROMPT_CHARS = 40_000
+MAX_SEED = 2**31 - 1
+"""Largest seed (the Steering page's box; exact as a float, so parsing cannot round it)."""
 
 
 @dataclass
@@ -54,6 +57,10 @@ class SamplingConfig:
             raise SteeringError(f"top_p must be in (0, 1], got {self.top_p}")
         if not -10 <= self.freq_penalty <= 10:
             raise SteeringError(f"freq_penalty must be -10…10, got {self.freq_penalty}")
+        try:  # inf, nan, fractions and huge seeds are refused here, not by torch
+            parse_int("seed", self.seed, 0, MAX_SEED)
+        except ParamError as err:
+            raise SteeringError(str(err)) from None
 
 
 @dataclass

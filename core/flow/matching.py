@@ -58,7 +58,7 @@ def topk_cosine(
     """Best k keys per query row by cosine; both inputs (n, d) with unit rows.
 
     Returns values (n_q, k) and indices (n_q, k), best first; the (n_q, n_k) matrix is built
-    `chunk` query rows at a time.
+    `chunk` query rows at a time (fewer for wide keys): O(n_q·n_k·d) time, O(n_q·k) memory.
     """
     if query.shape[1] != keys.shape[1]:
         raise ValueError(
@@ -66,6 +66,7 @@ def topk_cosine(
             "matching needs SAEs in the same space"
         )
     k = min(k, keys.shape[0])
+    chunk = max(1, min(chunk, (1 << 24) // max(keys.shape[0], 1)))  # a block <= 64 MiB
     vals, idx = [], []
     for start in range(0, query.shape[0], chunk):
         sims = query[start : start + chunk] @ keys.T  # (c, n_k)

@@ -32,7 +32,19 @@ PAGES: list[st.Page] = [
 
 st.set_page_config(page_title="SAE Atlas", page_icon=":material/hub:", layout="wide")
 
-if state.atlas_problem():
+problem = state.atlas_problem()
+if problem and state.atlas_key() is not None:
+    # A file is there but is not a usable atlas (truncated, half-built, another DuckDB file):
+    # one page says what is wrong, and no page runs against it (nor writes a workspace beside it).
+    st.title("SAE Atlas")
+    st.error(problem)
+    st.markdown("Rebuild it from scratch, or point the app at another atlas:")
+    st.code(
+        f"{state.BUILD_COMMAND} --out ATLAS --overwrite corpus\nsae-atlas app --atlas ATLAS",
+        language="bash",
+    )
+    st.stop()
+if problem:
     page = st.navigation(
         [st.Page(state.no_atlas_page, title="No atlas", icon=":material/build:", url_path="setup")]
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +121,7 @@ def _sae_spec(item: str, fmt: str | None) -> SaeSpec:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from core.corpus import CorpusError
+    from core.model.loading import ModelLoadError
     from core.pipeline.run import build
     from core.sae.model import SAEError
 
@@ -129,7 +131,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             print("\n".join(describe(cfg)))
             return 0
         path = build(cfg, overwrite={s.strip() for s in args.overwrite.split(",") if s.strip()})
-    except (SAEError, CorpusError, ValueError) as err:
+    except (SAEError, CorpusError, ModelLoadError, ValueError) as err:
         print(f"sae-atlas build: error: {err}", file=sys.stderr)
         return 2
     print(f"atlas written to {path}")
@@ -137,6 +139,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
+    """Serve the app in a streamlit child, on 127.0.0.1 unless --host opens it up."""
     env = dict(os.environ, SAE_ATLAS_PATH=str(args.atlas or default_atlas_path()))
     cmd = [
         sys.executable,
@@ -144,12 +147,39 @@ def cmd_app(args: argparse.Namespace) -> int:
         "streamlit",
         "run",
         str(REPO_ROOT / "app" / "main.py"),
+        "--server.address",
+        args.host,
         "--server.port",
         str(args.port),
         "--server.headless",
         "true",
     ]
-    return subprocess.call(cmd, env=env, cwd=REPO_ROOT)
+    return _supervise(subprocess.Popen(cmd, env=env, cwd=REPO_ROOT))
+
+
+def _supervise(child: subprocess.Popen[bytes]) -> int:
+    """Wait for the server, passing SIGTERM / SIGINT on to it; never leave it running."""
+
+    def forward(signum: int, _frame: object) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while True:
+            try:
+                return child.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue
+    finally:
+        if child.poll() is None:  # left by an error here, not by a forwarded signal
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     a = sub.add_parser("app", help="serve the Streamlit app over an atlas")
     a.add_argument("--atlas", type=Path, default=None)
     a.add_argument("--port", type=int, default=8501)
+    a.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only). 0.0.0.0 opens it to "
+        "the network: there is no login, and anyone who reaches the port can run the model",
+    )
     args = parser.parse_args(argv)
     handlers = {"build": cmd_build, "app": cmd_app, "explain": cmd_explain}
     return handlers[args.cmd](args)

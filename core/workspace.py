@@ -1,7 +1,9 @@
 """The writable workspace: user state (named feature sets) in a small DuckDB beside the atlas.
 
 The atlas stays immutable and read-only; everything a user creates lives here. One
-`Workspace` is shared by all app sessions, so every call takes the lock and its own cursor.
+`Workspace` is shared by all app sessions, and several app processes may share one file: every
+operation opens the file, does its work and closes it again under a thread lock, retrying for a
+few seconds while another process holds DuckDB's file lock.
 The tables and their SQL are in core/store/workspace_sql.py; saved steers
 (core/steering/saved.py) share the file through `Workspace.cursor()`.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,27 +55,42 @@ class FeatureSet:
 class Workspace:
     """Feature sets: create, rename, delete, add / remove features, list."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, lock_wait_s: float = 10.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = duckdb.connect(str(self.path))
+        self.lock_wait_s = lock_wait_s
         self._lock = threading.Lock()
         with self.cursor() as cur:
             sql.create_tables(cur, sql.SET_SCHEMA)
 
     @contextmanager
     def cursor(self) -> Iterator[Cursor]:
-        """A cursor held under the workspace lock (one writer at a time)."""
+        """A connection to the file held for one operation (one writer at a time)."""
         with self._lock:
-            cur = self._con.cursor()
+            con = self._connect()
             try:
-                yield cur
+                yield con
             finally:
-                cur.close()
+                con.close()
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """Open the file, waiting while another process holds it (it does, for milliseconds)."""
+        deadline = time.monotonic() + self.lock_wait_s
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.IOException as err:
+                if "lock" not in str(err).lower():
+                    raise
+                if time.monotonic() > deadline:
+                    raise WorkspaceError(
+                        f"the workspace {self.path} is busy (another process keeps it open); "
+                        "try again"
+                    ) from err
+                time.sleep(0.02)
 
     def close(self) -> None:
-        with self._lock:
-            self._con.close()
+        """Nothing stays open between operations; kept for callers that close workspaces."""
 
     # ---- sets ----
     def list_sets(self) -> list[FeatureSet]:

@@ -79,6 +79,18 @@ def _load_gguf(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     return model, tok
 
 
+def load_tokenizer(spec: str = DEFAULT_MODEL) -> PreTrainedTokenizerBase:
+    """The tokenizer of a model spec, resolved as `load_model` resolves it (no weights)."""
+    try:
+        if spec == DEFAULT_MODEL:
+            return AutoTokenizer.from_pretrained(_dequantised_default())
+        if spec.endswith(".gguf"):
+            return AutoTokenizer.from_pretrained(Path(spec).parent, gguf_file=Path(spec).name)
+        return AutoTokenizer.from_pretrained(spec)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"cannot load the tokenizer of {spec!r}: {err}") from err
+
+
 def load_model(
     spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "float32"
 ) -> LoadedModel:

@@ -35,16 +35,79 @@ def sae_dir_name(sae_id: str) -> str:
 
 
 class Atlas:
-    """A read-only atlas shared by all app sessions; `cursor()` gives each call its own cursor."""
+    """A read-only atlas shared by all app sessions; `cursor()` gives each call its own cursor.
+
+    Opening checks the file is a complete atlas (readable, every table, a run of a schema this
+    code reads, readable activations) and raises AtlasError naming what is missing; nothing is
+    ever written beside it.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        if not self.path.exists():
+        if not self.path.is_file():
             raise AtlasError(f"no atlas at {self.path}; build one with `sae-atlas build`")
-        self._con = duckdb.connect(str(self.path), read_only=True)
+        try:
+            self._con = duckdb.connect(str(self.path), read_only=True)
+        except duckdb.Error as err:
+            raise _incomplete(f"a readable DuckDB database ({_first_line(err)})") from err
         self._lock = threading.Lock()
-        run = latest_run(self._con)
-        self.acts_folder = self.path.parent / run.acts_dir if run and run.acts_dir else None
+        try:
+            self.acts_folder = _check(self._con, self.path)
+        except BaseException:
+            self._con.close()
+            raise
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for one thread, with the `activations` view over the Parquet side files."""
+        with self._lock:
+            cur = self._con.cursor()
+        define_activations_view(cur, self.acts_folder)
+        return cur
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def _incomplete(missing: str) -> AtlasError:
+    return AtlasError(f"this file is not a complete atlas: missing {missing}")
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _check(con: duckdb.DuckDBPyConnection, path: Path) -> Path | None:
+    """The run's activation folder, after checking every table, the run and the activations."""
+    present = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    missing = [t for t in schema.all_tables() if t not in present]
+    if missing:
+        raise _incomplete(f"table{'s' * (len(missing) > 1)} {', '.join(missing)}")
+    try:
+        run = latest_run(con)
+        version = con.execute("SELECT max(schema_version) FROM runs").fetchone()
+    except duckdb.Error as err:
+        raise _incomplete(f"a readable run record ({_first_line(err)})") from err
+    if run is None:
+        raise _incomplete("its run record (the runs table is empty)")
+    if version and version[0] is not None and version[0] > schema.SCHEMA_VERSION:
+        raise AtlasError(
+            f"this atlas has schema version {version[0]}; this SAE Atlas reads up to "
+            f"{schema.SCHEMA_VERSION}: update SAE Atlas to open it"
+        )
+    if not run.acts_dir:
+        return None
+    folder = path.parent / run.acts_dir
+    if not folder.is_dir():
+        raise _incomplete(f"its activations folder {folder}")
+    cur = con.cursor()
+    try:
+        define_activations_view(cur, folder)
+        cur.execute("SELECT count(*) FROM activations").fetchall()
+    except duckdb.Error as err:
+        raise _incomplete(f"readable activations in {folder} ({_first_line(err)})") from err
+    finally:
+        cur.close()
+    return folder
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for one thread, with the `activations` view over the Parquet side files."""

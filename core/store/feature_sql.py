@@ -27,11 +27,15 @@ def feature_page(cur: Cursor, sae_id: str, feature: int) -> dict[str, Any] | Non
 
 
 def examples(cur: Cursor, sae_id: str, feature: int) -> pd.DataFrame:
-    """Top then interval examples: kind, rank, bin, doc_id, pos, act, center, tokens, acts, doc info."""
+    """Top then interval examples: kind, rank, bin, doc_id, pos, act, center, tokens, acts, doc
+    info, and the window's token ids (their bytes join characters split across tokens)."""
     return frame(
         cur,
         "SELECT e.kind, e.rank, e.bin, e.doc_id, e.pos, e.act, e.center, e.tokens, e.acts, "
-        "d.source, d.topic, d.title "
+        "d.source, d.topic, d.title, "
+        "(SELECT list(t.token_id ORDER BY t.pos) FROM tokens t WHERE t.doc_id = e.doc_id "
+        "AND t.pos BETWEEN e.pos - e.center AND e.pos - e.center + len(e.tokens) - 1) "
+        "AS token_ids "
         "FROM examples e LEFT JOIN documents d ON d.doc_id = e.doc_id "
         "WHERE e.sae_id = ? AND e.feature = ? "
         "ORDER BY e.kind = 'interval', e.bin DESC NULLS FIRST, e.rank",

@@ -66,6 +66,11 @@ def finish_run(cur: Cursor, timings: dict[str, Any], config: dict[str, Any]) -> 
     )
 
 
+def set_config(cur: Cursor, config: dict[str, Any]) -> None:
+    """The run's config becomes `config` (stages re-run under a changed config)."""
+    cur.execute("UPDATE runs SET config = ?", [json.dumps(config)])
+
+
 def acts_glob(acts_folder: Path | None) -> str | None:
     """The Parquet glob of a run's activation folder, or None when it holds no files yet."""
     if acts_folder is None or not any(Path(acts_folder).glob("*/*.parquet")):

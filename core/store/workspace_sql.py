@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import duckdb
 import pandas as pd
 
 from core.store.db import Cursor, first, frame, scalar
@@ -59,8 +60,13 @@ def _registered(cur: Cursor, keys: pd.DataFrame) -> Iterator[None]:
     cur.register("_keys", keys)
     try:
         yield
-    finally:
-        cur.unregister("_keys")
+    except BaseException:
+        try:  # an aborted transaction refuses even this; the first error is the one to see
+            cur.unregister("_keys")
+        except duckdb.Error:
+            pass
+        raise
+    cur.unregister("_keys")
 
 
 # ---- feature sets ------------------------------------------------------------------------------

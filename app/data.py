@@ -19,6 +19,7 @@ from core import export, render
 from core.flow.chains import FlowGraph, Node, flow_graph
 from core.flow.config import FlowConfig
 from core.geometry.config import GeometryConfig
+from core.model.loading import ModelLoadError, load_tokenizer
 from core.store import explain_sql, feature_sql, flow_sql, geometry_sql, overview_sql
 from core.store import queries as q
 
@@ -45,6 +46,25 @@ def run_config(key: str) -> dict[str, Any]:
         run = overview_sql.run_info(cur)
     config = (run or {}).get("config")
     return config if isinstance(config, dict) else {}
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _tokenizer(key: str) -> Any:
+    """The atlas model's tokenizer (shared, read-only), or None where it cannot load."""
+    spec = (run_config(key).get("model") or {}).get("spec", "default")
+    try:
+        return load_tokenizer(str(spec))
+    except ModelLoadError:
+        return None
+
+
+def window_bytes(key: str, ids: Any) -> list[bytes | None] | None:
+    """Each window token's bytes, so characters split across tokens show whole; None when the
+    tokenizer or the ids are missing (the stored token strings are shown as they are)."""
+    tok = _tokenizer(key)
+    if tok is None or ids is None or len(ids) == 0:
+        return None
+    return render.token_bytes(tok, [int(i) for i in ids])
 
 
 def _stage_config(key: str, stage: str, cls: type[C]) -> C:

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import data, state, widgets
-from app.text import plain
+from app.text import code, plain
 from core import render
 
 SCORE_PREFIXES = ("score", "detection", "fuzzing")
@@ -84,13 +84,13 @@ def stats(row: dict[str, Any]) -> None:
         st.html(render.token_chips(tokens))
 
 
-def examples_section(ex: pd.DataFrame, max_act: float) -> None:
+def examples_section(key: str, ex: pd.DataFrame, max_act: float) -> None:
     top, inter = ex[ex["kind"] == "top"], ex[ex["kind"] == "interval"]
     if not len(top):
         st.info("This feature never fires on the corpus: no examples (a dead feature).")
         return
     st.markdown(f"#### Top {len(top)} activations")
-    st.html(render.example_list(_windows(top), max_act))
+    st.html(render.example_list(_windows(key, top), max_act))
     if len(inter):
         st.markdown("#### Interval samples")
         st.caption(
@@ -104,17 +104,20 @@ def examples_section(ex: pd.DataFrame, max_act: float) -> None:
                 f"interval {int(b) + 1}/{n_bins}: act in ({int(b) / n_bins * max_act:.2f}, "
                 f"{(int(b) + 1) / n_bins * max_act:.2f}]"
             )
-            parts.append(render.example_list(_windows(grp), max_act, caption))
+            parts.append(render.example_list(_windows(key, grp), max_act, caption))
         st.html("".join(parts))
 
 
-def _windows(ex: pd.DataFrame) -> list[tuple[list[str], list[float], int | None, float]]:
+def _windows(key: str, ex: pd.DataFrame) -> list[render.Window]:
+    """(tokens, acts, centre, act, token bytes) per example; the bytes let characters split
+    across byte-level tokens show whole."""
     return [
         (
             list(r.tokens),
             [float(a) for a in r.acts],
             None if pd.isna(r.center) else int(r.center),
             float(r.act),
+            data.window_bytes(key, getattr(r, "token_ids", None)),
         )
         for r in ex.itertuples()
     ]
@@ -256,7 +259,7 @@ def explanations_section(key: str, sae_id: str, feature: int) -> None:
 def feature_view(key: str, sae_id: str, feature: int) -> None:
     page = data.feature_page(key, sae_id, feature)
     if page is None:
-        st.error(f"Feature {feature} of `{sae_id}` is not in this atlas.")
+        st.error(f"Feature {feature} of {code(sae_id)} is not in this atlas.")
         return
     row, sae = page["row"], page["sae"]
     header(row, sae)
@@ -264,7 +267,7 @@ def feature_view(key: str, sae_id: str, feature: int) -> None:
     stats(row)
     left, right = st.columns([3, 2], gap="large")
     with left:
-        examples_section(page["examples"], float(row["max_act"]))
+        examples_section(key, page["examples"], float(row["max_act"]))
     with right:
         histogram_chart(page["histogram"])
         logits_section(page["logits"])

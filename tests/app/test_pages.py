@@ -189,6 +189,11 @@ def test_feature_page(env: Path, db: duckdb.DuckDBPyConnection) -> None:
     )
     assert len(shown) == len(ex)
     for got, (_, want) in zip(shown, ex.iterrows(), strict=True):  # same windows, same order
+        if any("\ufffd" in t for t in want["tokens"]):
+            # a character split across tokens shows as one span with the max of its parts
+            assert len(got) <= len(want["tokens"])
+            assert max(a for _, a in got) == pytest.approx(max(want["acts"]), abs=1e-3)
+            continue
         assert [t for t, _ in got] == [visible_token(t) for t in want["tokens"]]
         assert [a for _, a in got] == pytest.approx([float(a) for a in want["acts"]], abs=1e-3)
     assert len(at.get("plotly_chart")) == 1  # the histogram

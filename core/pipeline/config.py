@@ -168,6 +168,8 @@ class BuildConfig:
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    duckdb_memory_limit: str | None = None
+    """DuckDB's memory limit for the build, e.g. '8GB' or '50%' (unset: DuckDB's 80 % of RAM)."""
     keep_dense: bool = False
     """Keep the dense captured activations after the build (large; only for re-training)."""
 

@@ -29,7 +29,7 @@ from core.pipeline.stages import STAGE_NAMES, STAGES
 from core.pipeline.timing import StageTimer, summary
 from core.store.atlas import AtlasWriter, tmp_path
 from core.store.pipeline_sql import stage_costs
-from core.store.runs import finish_run, has_run, latest_run, set_config, start_run
+from core.store.runs import finish_run, has_run, latest_run, set_config, set_memory_limit, start_run
 
 # Re-running any of these means a fresh forward pass into fresh side folders, so the
 # finished atlas that still points at the old ones is never touched.
@@ -82,6 +82,7 @@ def build(cfg: BuildConfig, overwrite: set[str] | None = None) -> Path:
     check_resume(cfg, redo)
     timer = StageTimer()
     writer = AtlasWriter(cfg.out_path, overwrite=redo)
+    set_memory_limit(writer.con, cfg.duckdb_memory_limit)
     ctx: BuildContext | None = None
     try:
         fresh = "capture" in redo or not writer.done("capture") and not has_run(writer.con)
@@ -197,7 +198,7 @@ def _check_out(out: Path) -> None:
 # Config fields that do not change what a stage writes: where the atlas goes, how capture is
 # spread over Ray actors, and how the LLM explainer paces its calls.
 IGNORED_FIELDS = frozenset(
-    {"out", "ray", "keep_dense", "explain.concurrency", "explain.timeout_s",
+    {"out", "ray", "keep_dense", "duckdb_memory_limit", "explain.concurrency", "explain.timeout_s",
      "explain.max_retries", "explain.api_key_env", "explain.price_in", "explain.price_out"}
 )  # fmt: skip
 

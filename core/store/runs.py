@@ -106,3 +106,10 @@ def replace_table(
         cur.execute(f"INSERT INTO {ident(table)} BY NAME SELECT * FROM _frame")
     finally:
         cur.unregister("_frame")
+
+
+def set_memory_limit(cur: Cursor, limit: str | None) -> None:
+    """DuckDB's memory_limit for this connection (e.g. '8GB', '50%'); None keeps its default
+    (80 % of RAM). The statistics' hash aggregates spill to disk beyond it."""
+    if limit is not None:
+        cur.execute(f"SET memory_limit = {literal(limit)}")

@@ -109,16 +109,6 @@ def _check(con: duckdb.DuckDBPyConnection, path: Path) -> Path | None:
         cur.close()
     return folder
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A cursor for one thread, with the `activations` view over the Parquet side files."""
-        with self._lock:
-            cur = self._con.cursor()
-        define_activations_view(cur, self.acts_folder)
-        return cur
-
-    def close(self) -> None:
-        self._con.close()
-
 
 class AtlasWriter:
     """The build's handle: writes into `atlas.duckdb.tmp`, records finished stages, renames at the end.

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from core.model.capture import capture
 from core.model.sites import Site
+from core.pipeline.faults import kill_point
 from core.pipeline.tokenize import Context
 from core.sae.model import SAE
 from core.store.atlas import sae_dir_name
@@ -235,6 +236,7 @@ def run_capture(
             mm.flush()
         sink.flush(chunk)
         log.mark(chunk)
+        kill_point("mid:capture")
         if after_chunk is not None:
             after_chunk(chunk)
     return n_done

@@ -14,7 +14,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import sys
 import uuid
 from datetime import datetime
@@ -25,6 +24,7 @@ import duckdb
 
 from core.pipeline.config import BuildConfig
 from core.pipeline.context import BuildContext
+from core.pipeline.faults import kill_point
 from core.pipeline.stages import STAGE_NAMES, STAGES
 from core.pipeline.timing import StageTimer, summary
 from core.store.atlas import AtlasWriter, tmp_path
@@ -92,12 +92,12 @@ def build(cfg: BuildConfig, overwrite: set[str] | None = None) -> Path:
             if writer.done(name):
                 print(f"[build] {name}: done earlier, skipped", file=sys.stderr)
                 continue
-            _kill_point(f"before:{name}")
+            kill_point(f"before:{name}")
             with timer.stage(name) as cost:
                 detail = STAGES[name](ctx)
             writer.finish_stage(name, cost.seconds, cost.peak_rss_mb, detail)
-            _kill_point(f"after:{name}")
-        _kill_point("before:commit")
+            kill_point(f"after:{name}")
+        kill_point("before:commit")
         finish_run(writer.con, timer.seconds, cfg.to_dict())
         earlier = stage_costs(writer.con)
         path = writer.commit()
@@ -110,13 +110,6 @@ def build(cfg: BuildConfig, overwrite: set[str] | None = None) -> Path:
     _collect_garbage(cfg.out_path.parent, keep=acts_name, run_id=run_id, keep_dense=cfg.keep_dense)
     print(summary(timer.costs, earlier), file=sys.stderr)
     return path
-
-
-def _kill_point(point: str) -> None:
-    """For kill -9 tests: SAE_ATLAS_KILL_AT='after:corpus' (or 'before:<stage>', 'before:commit')
-    SIGKILLs this process there, as a crash or an out-of-memory kill would."""
-    if os.environ.get("SAE_ATLAS_KILL_AT") == point:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _collect_garbage(folder: Path, keep: str, run_id: str, keep_dense: bool) -> None:

@@ -23,6 +23,7 @@ from core.model.sites import Site, decoder_layers
 from core.pipeline import capture as cap
 from core.pipeline import directions, stats
 from core.pipeline.context import BuildContext
+from core.pipeline.faults import kill_point
 from core.pipeline.shards import capture_on_ray, encode_on_ray
 from core.pipeline.tokenize import Context, read_documents, tokenize
 from core.sae.formats import save_saelens
@@ -233,6 +234,7 @@ def stage_stats(ctx: BuildContext) -> dict[str, Any]:
         ctx.writer.replace_rows("histograms", st.histograms, where, p)
         ctx.writer.replace_rows("examples", st.examples, where, p)
         alive = int((st.features["n_fire"] > 0).sum())
+        kill_point("mid:stats")  # one SAE written, the stage not finished
         out[sae_id] = {"alive": alive, "examples": len(st.examples)}
     return out
 

@@ -1,7 +1,7 @@
-"""kill -9 of a build at every stage boundary, each followed by a resume: the atlas the chain of
+"""kill -9 of a build at every stage boundary and inside capture and stats, each followed by a resume: the atlas the chain of
 resumes finishes equals, table by table and bit for bit, the one an uninterrupted build writes.
 
-The build SIGKILLs itself at a named point (SAE_ATLAS_KILL_AT, core/pipeline/run.py), as a crash or
+The build SIGKILLs itself at a named point (SAE_ATLAS_KILL_AT, core/pipeline/faults.py), as a crash or
 an out-of-memory kill would. Each resume is killed at the next point, so one chain covers them all.
 """
 
@@ -21,7 +21,13 @@ from core.store.atlas import tmp_path as tmp_of
 from tests.pipeline.test_ray_build import assert_same_atlas
 
 REPO = Path(__file__).resolve().parents[2]
-POINTS = ["before:corpus", *(f"after:{s}" for s in STAGE_NAMES), "before:commit"]
+# in the order a build reaches them; 'mid:' points kill inside a stage, after some of its work
+MID = {"capture": "mid:capture", "stats": "mid:stats"}
+POINTS = [
+    "before:corpus",
+    *(p for s in STAGE_NAMES for p in ((MID[s],) if s in MID else ()) + (f"after:{s}",)),
+    "before:commit",
+]
 
 
 def _build(out: Path, sae: Path, kill_at: str = "") -> subprocess.CompletedProcess[str]:

@@ -28,7 +28,7 @@ from core.pipeline.faults import kill_point
 from core.pipeline.stages import STAGE_NAMES, STAGES
 from core.pipeline.timing import StageTimer, summary
 from core.store.atlas import AtlasWriter, tmp_path
-from core.store.pipeline_sql import stage_costs
+from core.store.pipeline_sql import finished_stages, stage_costs
 from core.store.runs import finish_run, has_run, latest_run, set_config, set_memory_limit, start_run
 
 # Re-running any of these means a fresh forward pass into fresh side folders, so the
@@ -267,7 +267,7 @@ def _stored_state(out: Path) -> tuple[dict[str, Any] | None, set[str]]:
         raise BuildInputError(f"cannot read {path} to resume it: {err}") from err
     try:
         run = latest_run(con)
-        done = {r[0] for r in con.execute("SELECT stage FROM stages").fetchall()}
+        done = finished_stages(con)
     except duckdb.Error as err:
         raise BuildInputError(
             f"{path} is not an atlas this build can resume ({str(err).splitlines()[0]}); "

@@ -23,6 +23,10 @@ def stage_done(cur: Cursor, stage: str) -> bool:
     return first(cur, "SELECT 1 FROM stages WHERE stage = ?", [stage]) is not None
 
 
+def finished_stages(cur: Cursor) -> set[str]:
+    return {str(r[0]) for r in cur.execute("SELECT stage FROM stages").fetchall()}
+
+
 def forget_stages(cur: Cursor, stages: Iterable[str]) -> None:
     """Mark stages as not done, so the next build runs them again."""
     for stage in stages:

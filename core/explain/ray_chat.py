@@ -13,7 +13,6 @@ Cost: the calls themselves; the driver holds only the prompts and the answers.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -41,23 +40,18 @@ class RayChat:
         actors: int,
         batch: int = 16,
         num_gpus: float = 0,
-        address: str | None = None,
-        num_cpus: int | None = None,
+        owns_ray: bool = False,
     ) -> None:
+        """`owns_ray`: the caller started the cluster for this back-end; close() stops it."""
         import ray
 
         self.ray, self.model, self.batch = ray, model, batch
         self.usage = Usage()
-        self._owns_ray = not ray.is_initialized()
-        if self._owns_ray:
-            ray.init(
-                address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False
-            )
+        self._owns_ray = owns_ray
         opts: dict[str, Any] = {"num_gpus": num_gpus} if num_gpus else {"num_cpus": 1}
         self._remote: Any = ray.remote(**opts)(_ChatActor)
         self._factory = factory
         self.actors: list[Any] = [self._remote.remote(factory) for _ in range(max(1, actors))]
-        self._lock = threading.Lock()
 
     def complete(self, conversations: list[Messages], max_tokens: int) -> list[Completion]:
         from ray.exceptions import RayActorError

@@ -94,24 +94,21 @@ def make_ray_backend(cfg: ExplainConfig, ray_cfg: RayConfig) -> RayChat | None:
     import ray
 
     from core.explain.ray_chat import RayChat
+    from core.ray_cluster import start_ray
 
-    if not ray.is_initialized():
-        ray.init(
-            address=ray_cfg.address,
-            num_cpus=ray_cfg.num_cpus,
-            include_dashboard=False,
-            log_to_driver=False,
-        )
+    owns = start_ray(ray_cfg.address, ray_cfg.num_cpus)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     if cfg.explainer == "local":
         actors = ray_cfg.actors or gpus or 2
         factory: Any = partial(LocalChat, cfg.model or "default", cfg.device, cfg.local_batch)
-        return RayChat(factory, cfg.model or "default", actors, cfg.local_batch, 1 if gpus else 0)
+        return RayChat(
+            factory, cfg.model or "default", actors, cfg.local_batch, 1 if gpus else 0, owns
+        )
     actors = ray_cfg.actors or 2
     url, name, key = openai_settings(cfg.base_url, cfg.model, cfg.api_key_env)
     per_actor = max(1, -(-cfg.concurrency // actors))  # the total stays ~ cfg.concurrency
     factory = partial(OpenAIChat, url, name, key, per_actor, cfg.timeout_s, cfg.max_retries)
-    return RayChat(factory, name, actors, batch=4 * per_actor)
+    return RayChat(factory, name, actors, batch=4 * per_actor, owns_ray=owns)
 
 
 def stage_explain(ctx: BuildContext) -> dict[str, Any]:

@@ -30,6 +30,7 @@ import numpy as np
 from core.pipeline import capture as cap
 from core.pipeline.config import ModelConfig, RayConfig
 from core.pipeline.tokenize import Context
+from core.ray_cluster import start_ray
 
 if TYPE_CHECKING:
     from core.pipeline.context import BuildContext
@@ -177,14 +178,7 @@ class ActorPool:
         import ray
 
         self.ray = ray
-        self._owns_ray = not ray.is_initialized()  # a cluster this build started, it stops
-        if self._owns_ray:
-            ray.init(
-                address=cfg.address,
-                num_cpus=cfg.num_cpus if cfg.address is None else None,
-                include_dashboard=False,
-                log_to_driver=False,
-            )
+        self._owns_ray = start_ray(cfg.address, cfg.num_cpus)  # a cluster it started, it stops
         res = ray.cluster_resources()
         gpus, cores = int(res.get("GPU", 0)), max(1, int(res.get("CPU", 1)))
         threads = cfg.threads or max(1, cores // 8)

@@ -9,18 +9,21 @@ stage config's defaults for an atlas that lacks them. Pages only lay out what th
 from __future__ import annotations
 
 import inspect
+import threading
 from typing import Any, TypeVar
 
 import pandas as pd
 import streamlit as st
 
-from app.state import cursor
+from app.state import atlas_file, cursor
 from core import export, render
 from core.flow.chains import FlowGraph, Node, flow_graph
 from core.flow.config import FlowConfig
+from core.geometry import density
 from core.geometry.config import GeometryConfig
+from core.geometry.density import MapPoints, View
 from core.model.loading import ModelLoadError, load_tokenizer
-from core.store import explain_sql, feature_sql, flow_sql, geometry_sql, overview_sql
+from core.store import explain_sql, feature_sql, flow_sql, geometry_sql, overview_sql, vectors
 from core.store import queries as q
 
 C = TypeVar("C")
@@ -145,8 +148,19 @@ def semantic_search(key: str, text: str, k: int, sae_ids: tuple[str, ...]) -> pd
         if not q.has_table(cur, "explanations"):
             return pd.DataFrame()
     vec = embed_query(text)
+    index = vector_index(key)
     with cursor(key) as cur:
-        return explain_sql.semantic_search(cur, vec, k, list(sae_ids) or None)
+        if index is None:  # an atlas committed without its index: the exact scan
+            return explain_sql.semantic_search(cur, vec, k, list(sae_ids) or None)
+        return vectors.nearest_features(cur, index, vec, k, list(sae_ids) or None)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def vector_index(key: str) -> vectors.VectorIndex | None:
+    """The atlas's explanation index (memory-mapped, shared), or None when missing or stale."""
+    with cursor(key) as cur:
+        stamp = vectors.stored_stamp(cur)
+    return vectors.VectorIndex.open(atlas_file(key), stamp)
 
 
 # ---- one feature -------------------------------------------------------------------------------
@@ -220,24 +234,42 @@ def geometry_overview(key: str) -> tuple[bool, pd.DataFrame, list[int]]:
         return True, geometry_sql.geometry_saes(cur), geometry_sql.lobe_ks(cur)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def map_points(
-    key: str, sae_ids: tuple[str, ...], joint: bool, k: int, limit: int
-) -> tuple[pd.DataFrame, int]:
-    """Up to `limit` points of the map with their escaped hover label, and how many there are.
-
-    The labels are built here, once per query, not on every rerun (there can be 200k)."""
+@st.cache_resource(show_spinner=False, max_entries=8)
+def map_layout(key: str, sae_ids: tuple[str, ...], joint: bool, k: int) -> MapPoints:
+    """Every point of one layout as arrays, shared by all sessions (~17 MB per million)."""
     with cursor(key) as cur:
-        total = geometry_sql.map_count(cur, list(sae_ids), joint)
-        df = geometry_sql.map_points(cur, list(sae_ids), joint, k, limit)
-    expl = df["explanation"] if "explanation" in df else pd.Series([None] * len(df))
+        df = geometry_sql.map_coordinates(cur, list(sae_ids), joint, k)
+    return MapPoints.from_frame(sae_ids, df)
+
+
+def map_point_rows(key: str, points: MapPoints, view: View) -> pd.DataFrame:
+    """The points in `view` with sae_id and their escaped hover label (explanation or tokens);
+    one keyed read of feature_rows. Not cached: views rarely repeat."""
+    df = points.in_view(view).copy()
+    df["sae_id"] = [points.sae_ids[int(i)] for i in df["sae"]]
+    keys = list(zip(df["sae_id"], df["feature"].astype(int), strict=True))
+    with cursor(key) as cur:
+        rows = q.features_for_export(cur, keys)
+    info = {(str(r.sae_id), int(r.feature)): r for r in rows.itertuples(index=False)}
     df["hover"] = [
-        render.feature_label(
-            str(r.sae_id), int(r.feature), e, r.top_tokens, note=f" · lobe {int(r.lobe)}"
-        )
-        for r, e in zip(df.itertuples(index=False), expl, strict=True)
+        _map_label(info.get(k), k, int(lobe)) for k, lobe in zip(keys, df["lobe"], strict=True)
     ]
-    return df, total
+    return df
+
+
+def _map_label(row: Any, key: tuple[str, int], lobe: int) -> str:
+    expl = getattr(row, "explanation", None) if row is not None else None
+    tokens = getattr(row, "top_tokens", None) if row is not None else None
+    return render.feature_label(key[0], key[1], expl, tokens, note=f" · lobe {lobe}")
+
+
+@st.cache_resource(show_spinner=False)
+def warm_map() -> threading.Thread:
+    """Compile datashader's kernels in the background once per server (the first session
+    starts it; see core.geometry.density.warm_up)."""
+    thread = threading.Thread(target=density.warm_up, name="warm-datashader", daemon=True)
+    thread.start()
+    return thread
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -16,7 +16,7 @@ if _ROOT not in sys.path:  # `app` imports as a package whatever the working dir
 
 import streamlit as st  # noqa: E402
 
-from app import state  # noqa: E402
+from app import data, state  # noqa: E402
 
 PAGES: list[st.Page] = [
     st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
@@ -32,6 +32,7 @@ PAGES: list[st.Page] = [
 
 st.set_page_config(page_title="SAE Atlas", page_icon=":material/hub:", layout="wide")
 
+data.warm_map()  # datashader compiles in the background while the first page loads
 problem = state.atlas_problem()
 if problem and state.atlas_key() is not None:
     # A file is there but is not a usable atlas (truncated, half-built, another DuckDB file):

@@ -42,9 +42,14 @@ def atlas_key() -> str | None:
     return f"{path}|{path.stat().st_mtime_ns}"
 
 
+def atlas_file(key: str) -> Path:
+    """The atlas file an atlas key names."""
+    return Path(key.rsplit("|", 1)[0])
+
+
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _open_atlas(key: str) -> Atlas:
-    return Atlas(Path(key.rsplit("|", 1)[0]))
+    return Atlas(atlas_file(key))
 
 
 @contextmanager

@@ -1,84 +1,67 @@
 """Map page: every feature placed by a UMAP of its decoder direction (METHODS §5).
 
-Colour by lobe, layer or density; hover for the explanation and top tokens; click a point to open
-the feature; box- or lasso-select points to collect them into a feature set. Beyond `MAX_POINTS`
-the page draws a fixed pseudo-random sample (WebGL stays responsive) and says so.
+At any size the page draws every feature. While more than the chosen number of points are in
+view it shows their density (a datashader image, coloured by lobe, layer or density); drag a
+box or click to zoom in (the server re-renders that box). Once few enough are in view they are
+drawn as points: hover for the explanation, click to open the feature, lasso or box to collect
+them into a feature set. Zoom-by-box was chosen over a custom component because
+`st.plotly_chart` reports selections (with the box's range) to the server but not zoom or pan.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from app import data, state, widgets
+from app.figures import map as figures
+from core.geometry.density import MapPoints, View
 
-DEFAULT_POINTS = 50_000
-MAX_POINTS = 200_000
-LOBE_COLOURS = [
-    "#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777",
-    "#4f46e5", "#65a30d", "#0d9488", "#b91c1c", "#7c3aed", "#c2410c", "#0369a1", "#a16207",
-]  # fmt: skip
-NEVER = "#d1d5db"
-
-
-# ---- figure ------------------------------------------------------------------------------------
-def _trace(df: pd.DataFrame, name: str, size: float, **marker: Any) -> go.Scattergl:
-    return go.Scattergl(
-        x=df["x"], y=df["y"], mode="markers", name=name, hovertext=df["hover"],
-        hoverinfo="text", customdata=np.stack([df["sae_id"], df["feature"]], axis=1),
-        marker={"size": size, **marker},
-    )  # fmt: skip
-
-
-def figure(df: pd.DataFrame, colour: str) -> go.Figure:
-    size = 6 if len(df) < 5_000 else 4 if len(df) < 50_000 else 2.5
-    traces: list[go.Scattergl] = []
-    if colour == "density":
-        dens = np.log10(df["density"].clip(lower=1e-9).to_numpy())
-        bar = {"title": "log10 density"}
-        traces.append(_trace(df, "features", size, color=dens, colorscale="Viridis", colorbar=bar))
-    elif colour == "layer":
-        for sae_id, grp in df.groupby("sae_id", sort=False):
-            traces.append(_trace(grp, str(sae_id), size))
-    else:
-        for lobe, grp in df.groupby("lobe", sort=True):
-            n = int(str(lobe))
-            c = NEVER if n < 0 else LOBE_COLOURS[n % len(LOBE_COLOURS)]
-            traces.append(_trace(grp, "never fires" if n < 0 else f"lobe {n}", size, color=c))
-    fig = go.Figure(traces)
-    fig.update_layout(
-        height=720, margin={"l": 10, "r": 10, "t": 10, "b": 10}, dragmode="lasso",
-        xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"},
-        legend={"itemsizing": "constant"}, clickmode="event+select",
-    )  # fmt: skip
-    return fig
-
-
-# ---- selection ---------------------------------------------------------------------------------
-def selected(event: Any) -> tuple[list[tuple[str, int]], bool]:
-    """(sae_id, feature) of the selected points, and whether a box / lasso made the selection."""
-    sel = (event or {}).get("selection", {}) if event else {}
-    keys = []
-    for p in sel.get("points", []):
-        cd = p.get("customdata")
-        if cd is not None and len(cd) >= 2:
-            keys.append((str(cd[0]), int(cd[1])))
-    area = bool(sel.get("box") or sel.get("lasso"))
-    return list(dict.fromkeys(keys)), area
+POINT_LIMITS = [100, 1_000, 5_000, 20_000, 50_000]
+DEFAULT_POINTS = 20_000
+MIN_ZOOM = 1e-4
+"""The smallest view, as a share of the whole map's width (a box narrower is widened)."""
 
 
 def act_on(keys: list[tuple[str, int]], area: bool) -> None:
     if keys and not area and len(keys) == 1:  # a click: open that feature
         widgets.open_feature(*keys[0])
     if not keys:
-        st.caption("Click a point to open its feature; drag a box or lasso to collect features.")
+        st.caption("Click a point to open its feature; drag a lasso or box to collect features.")
         return
     st.markdown(f"**{len(keys):,} features selected**")
     widgets.add_to_set(state.workspace(), keys, key="map-selection", label="Add selection")
+
+
+# ---- view --------------------------------------------------------------------------------------
+def _view_key(layout: tuple[Any, ...]) -> str:
+    return "map-view-" + hashlib.sha1(repr(layout).encode()).hexdigest()[:10]
+
+
+def current_view(points: MapPoints, layout: tuple[Any, ...]) -> tuple[View, View]:
+    """(the view shown, the whole map) for this layout; buttons zoom out or reset it."""
+    whole = points.extent().with_aspect(figures.ASPECT)
+    key = _view_key(layout)
+    view = st.session_state.get(key) or whole
+    c = st.columns([1, 1, 6])
+    if c[0].button("Zoom out", icon=":material/zoom_out:", disabled=view == whole):
+        view = view.zoomed(2.0)
+        view = whole if view.x1 - view.x0 >= whole.x1 - whole.x0 else view
+    if c[1].button("Whole map", icon=":material/zoom_out_map:", disabled=view == whole):
+        view = whole
+    st.session_state[key] = view
+    return view, whole
+
+
+def set_view(layout: tuple[Any, ...], view: View, whole: View) -> None:
+    min_w = (whole.x1 - whole.x0) * MIN_ZOOM
+    if view.x1 - view.x0 < min_w:
+        view = view.zoomed(min_w / max(view.x1 - view.x0, 1e-12))
+    st.session_state[_view_key(layout)] = view.with_aspect(figures.ASPECT)
+    st.rerun()
 
 
 # ---- page --------------------------------------------------------------------------------------
@@ -99,10 +82,33 @@ def controls(
     first = ks.index(default_k) if default_k in ks else len(ks) // 2
     k = c[3].selectbox("Lobes", ks, index=first, key="map-k")
     limit = c[4].select_slider(
-        "Points drawn at most", [10_000, 20_000, DEFAULT_POINTS, 100_000, MAX_POINTS],
-        value=DEFAULT_POINTS, key="map-limit",
-    )  # fmt: skip
+        "Points drawn when in view at most", POINT_LIMITS, value=DEFAULT_POINTS, key="map-limit"
+    )
     return tuple(ids), joint, colour, int(k), int(limit)
+
+
+def chart(key: str, points: MapPoints, layout: tuple[Any, ...], colour: str, limit: int) -> None:
+    view, whole = current_view(points, layout)
+    n_view = int(points.mask(view).sum())
+    chart_key = "map-chart-" + hashlib.sha1(repr((layout, view, colour)).encode()).hexdigest()[:10]
+    if n_view > limit:
+        st.caption(
+            f"{len(points):,} features · {n_view:,} in view, shown as their density · "
+            f"click or drag a box to zoom in; at most {limit:,} in view are drawn as points"
+        )
+        fig = figures.density_figure(points, view, colour)
+        event = st.plotly_chart(fig, width="stretch", on_select="rerun",
+                                selection_mode=("points", "box"), key=chart_key)  # fmt: skip
+        target = figures.zoom_target(event, view)
+        if target is not None:
+            set_view(layout, target, whole)
+        return
+    st.caption(f"{len(points):,} features · {n_view:,} in view · UMAP of unit decoder directions")
+    df = data.map_point_rows(key, points, view)
+    event = st.plotly_chart(figures.points_figure(df, colour, view), width="stretch",
+                            on_select="rerun", selection_mode=("points", "box", "lasso"),
+                            key=chart_key)  # fmt: skip
+    act_on(*figures.selected(event))
 
 
 def main() -> None:
@@ -118,21 +124,10 @@ def main() -> None:
     if not ids:
         st.warning("Pick at least one SAE.")
         return
-    df, total = data.map_points(key, ids, joint, k, limit)
-    if total > len(df):
-        st.caption(
-            f"Showing a fixed random sample of {len(df):,} of {total:,} features — the browser "
-            "stays responsive up to about that many; raise the limit or pick fewer SAEs to see more."
-        )
-    else:
-        st.caption(f"{total:,} features · UMAP of unit decoder directions (cosine)")
-    if colour == "lobe" and len(ids) > 1:
+    points = data.map_layout(key, ids, joint, k)
+    if len(ids) > 1 and colour == "lobe":
         st.caption("Lobes are clustered per SAE: the same lobe number in two SAEs is unrelated.")
-    event = st.plotly_chart(
-        figure(df, colour), width="stretch", on_select="rerun",
-        selection_mode=("points", "box", "lasso"), key="map-chart",
-    )  # fmt: skip
-    act_on(*selected(event))
+    chart(key, points, (ids, joint, k), colour, limit)
 
 
 main()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from core import render
+from core.geometry.density import MapPoints, density_png
 from core.steering.engine import prepare
 from core.steering.generate import PairStep, SamplingConfig, stream_pair
 from core.steering.interventions import Intervention
@@ -66,10 +66,8 @@ def map_page(cur: Cursor, rng: random.Random) -> None:
     saes = geometry_sql.geometry_saes(cur)
     ids = [str(saes["sae_id"].iloc[rng.randrange(len(saes))])]
     k = geometry_sql.lobe_ks(cur)[0]
-    geometry_sql.map_count(cur, ids, False)
-    df = geometry_sql.map_points(cur, ids, False, k, 20_000)
-    for r in df.itertuples(index=False):  # the hover labels the Map page builds
-        render.feature_label(str(r.sae_id), int(r.feature), None, r.top_tokens)
+    points = MapPoints.from_frame(tuple(ids), geometry_sql.map_coordinates(cur, ids, False, k))
+    density_png(points, points.extent(), "lobe", 1000, 720)  # the Map's density image
 
 
 PAGES: dict[str, Callable[[Cursor, random.Random], None]] = {

@@ -4,6 +4,7 @@ Layout of an atlas at `dir/atlas.duckdb`:
   dir/atlas.duckdb            the finished, immutable atlas (opened read-only)
   dir/atlas.duckdb.tmp        a build in progress (resumable; renamed into place when complete)
   dir/acts-<run_id>/<sae>/part-*.parquet   sparse activations (sae_id, doc_id, pos, feature, act)
+  dir/atlas.duckdb.vectors/   the explanation-embedding index (core.store.vectors)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from core.store import schema
+from core.store import schema, search_index
 from core.store.pipeline_sql import forget_stages, record_stage, stage_done
 from core.store.runs import define_activations_view, latest_run, replace_table
 
@@ -121,12 +122,14 @@ class AtlasWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = tmp_path(self.path)
+        self.search_detail: dict[str, Any] = {}
         if not self.tmp.exists() and self.path.exists():
             shutil.copyfile(self.path, self.tmp)  # start from the finished atlas, never touch it
         self.con = duckdb.connect(str(self.tmp))
         for stmt in schema.create_statements():
             self.con.execute(stmt)
         forget_stages(self.con, overwrite or ())
+        search_index.drop_feature_rows(self.con)  # stages read joined rows; commit rewrites it
 
     def done(self, stage: str) -> bool:
         return stage_done(self.con, stage)
@@ -148,10 +151,14 @@ class AtlasWriter:
         replace_table(self.con, table, df, where, params)
 
     def commit(self) -> Path:
-        """Close the temporary DB and atomically rename it over the atlas."""
+        """Write the search indexes, close the temporary DB and atomically rename it over the
+        atlas (then its vector index over the old one; a crash between the two renames leaves
+        a stale index, which the app detects by its stamp and does not use)."""
+        self.search_detail = search_index.prepare(self.con, self.path)
         self.con.execute("CHECKPOINT")
         self.con.close()
         os.replace(self.tmp, self.path)
+        search_index.publish(self.path)
         return self.path
 
     def close(self) -> None:

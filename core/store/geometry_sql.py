@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 
 from core.store import queries as q
-from core.store.db import ident
+from core.store.db import frame, ident
 
 # ---- build side ---------------------------------------------------------------------------------
 
@@ -101,42 +101,20 @@ def lobe_ks(cur: Cursor) -> list[int]:
     return [int(r[0]) for r in cur.execute("SELECT DISTINCT k FROM lobes ORDER BY k").fetchall()]
 
 
-def _map_keys(joint: bool) -> str:
-    """Keys of the map's features, a deterministic pseudo-random sample of at most $limit."""
-    xy = "joint_x" if joint else "umap_x"
-    return (
-        f"SELECT sae_id, feature FROM feature_geometry WHERE list_contains($saes, sae_id) "
-        f"AND {xy} IS NOT NULL ORDER BY hash(sae_id, feature, $seed) LIMIT $limit"
-    )
-
-
-def map_count(cur: Cursor, sae_ids: list[str], joint: bool) -> int:
-    xy = "joint_x" if joint else "umap_x"
-    sql = (
-        f"SELECT count(*) FROM feature_geometry WHERE list_contains(?, sae_id) AND {xy} IS NOT NULL"
-    )
-    return int(cur.execute(sql, [sae_ids]).fetchall()[0][0])
-
-
-def map_points(
-    cur: Cursor, sae_ids: list[str], joint: bool, k: int, limit: int, seed: int = 0
-) -> pd.DataFrame:
-    """Feature rows (all joined columns: density, top_tokens, explanation when present) with
-    x, y (per-SAE or joint UMAP) and `lobe` at k lobes, for at most `limit` sampled features."""
-    src = q.feature_source(cur)
-    base = f"SELECT x.* FROM features x SEMI JOIN ({_map_keys(joint)}) k USING (sae_id, feature)"
+def map_coordinates(cur: Cursor, sae_ids: list[str], joint: bool, k: int) -> pd.DataFrame:
+    """Every point of a map layout: sae (index into `sae_ids`), feature, x, y (per-SAE or joint
+    UMAP), lobe at k lobes (-1: none) and density. O(N) rows of six numbers, no text."""
     x, y = ("joint_x", "joint_y") if joint else ("umap_x", "umap_y")
-    dup = [c for c in ("lobe", "umap_x", "umap_y", "x", "y") if c in src.columns]
-    rest = f"r.* EXCLUDE ({', '.join(dup)})" if dup else "r.*"
-    sql = (
-        f"SELECT {rest}, g.{x} AS x, g.{y} AS y, "
-        f"coalesce(fl.lobe, -1) AS lobe "
-        f"FROM ({src.over(base)}) r JOIN feature_geometry g USING (sae_id, feature) "
-        f"LEFT JOIN feature_lobes fl ON fl.sae_id = r.sae_id AND fl.feature = r.feature "
-        f"AND fl.k = $k ORDER BY r.sae_id, r.feature"
+    return frame(
+        cur,
+        f"SELECT (list_position($saes, g.sae_id) - 1)::SMALLINT AS sae, g.feature, "
+        f"g.{x}::REAL AS x, g.{y}::REAL AS y, coalesce(fl.lobe, -1)::SMALLINT AS lobe, "
+        "f.density FROM feature_geometry g "
+        "JOIN features f ON f.sae_id = g.sae_id AND f.feature = g.feature "
+        "LEFT JOIN feature_lobes fl ON fl.sae_id = g.sae_id AND fl.feature = g.feature AND fl.k = $k "
+        f"WHERE list_contains($saes, g.sae_id) AND g.{x} IS NOT NULL",
+        {"saes": list(sae_ids), "k": int(k)},
     )
-    params = {"saes": list(sae_ids), "seed": seed, "limit": int(limit), "k": int(k)}
-    return cur.execute(sql, params).df()
 
 
 def lobe_list(cur: Cursor, sae_id: str, k: int) -> pd.DataFrame:

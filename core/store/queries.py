@@ -47,6 +47,10 @@ OPTIONAL_FEATURE_TABLES: tuple[OptionalTable, ...] = (
 SEARCH_TEXT_COLUMNS: tuple[str, ...] = ("explanation",)
 """Text columns searched (ILIKE) besides the top tokens, where they exist."""
 
+FEATURE_ROWS = "feature_rows"
+SEARCH_COLUMN = "search_text"
+"""feature_rows' lowercased top tokens + explanation (core.store.search_index writes both)."""
+
 _KEYS = ("sae_id", "feature")
 _BASE = ("sae_id", "feature", "layer", "site")
 
@@ -95,7 +99,13 @@ class FeatureSource:
     text_columns: tuple[tuple[str, str], ...]
     """(table, column) of text searched beyond the top tokens (any row of the table matches)."""
     base_columns: tuple[str, ...]
-    """Columns of the `features` table itself: filtering / sorting on these needs no join."""
+    """Columns of `table` itself: filtering / sorting on these needs no join."""
+    table: str = "features"
+    """`features`, or the atlas's precomputed `feature_rows` (every column, no joins)."""
+
+    @property
+    def denormalised(self) -> bool:
+        return self.table != "features"
 
     @property
     def sql(self) -> str:
@@ -126,11 +136,9 @@ class FeatureSource:
                 f"LEFT JOIN {rows} {j.alias} ON {j.alias}.sae_id = f.sae_id "
                 f"AND {j.alias}.feature = f.feature"
             )
-        rel = "features" if base is None else "b"
-        return (
-            f"{head}SELECT {', '.join(self.select)} FROM {rel} f "
-            f"JOIN saes s ON s.sae_id = f.sae_id {' '.join(joins)}"
-        )
+        rel = ident(self.table) if base is None else "b"
+        saes = "" if self.denormalised else "JOIN saes s ON s.sae_id = f.sae_id "
+        return f"{head}SELECT {', '.join(self.select)} FROM {rel} f {saes}{' '.join(joins)}"
 
 
 _SOURCES: dict[tuple[str, int], FeatureSource] = {}
@@ -159,7 +167,25 @@ def _unique_keys(cur: Cursor, table: str) -> bool:
     return first(cur, dup) is None
 
 
+def _denormalised_source(columns: list[tuple[str, str]]) -> FeatureSource:
+    """Feature rows read straight from `feature_rows` (see core.store.search_index)."""
+    cols = [(c, t) for c, t in columns if c != SEARCH_COLUMN]
+    names = tuple(c for c, _ in cols)
+    return FeatureSource(
+        select=tuple(f"f.{ident(c)}" for c in names),
+        joins=(),
+        columns=names,
+        sortable=tuple(c for c, t in cols if _is_scalar(t)),
+        text_columns=(),
+        base_columns=names,
+        table=FEATURE_ROWS,
+    )
+
+
 def _build_source(cur: Cursor) -> FeatureSource:
+    rows = schema_columns(cur, [FEATURE_ROWS]).get(FEATURE_ROWS, [])
+    if any(c == SEARCH_COLUMN for c, _ in rows):
+        return _denormalised_source(rows)
     tables = schema_columns(cur, ["features"] + [o.name for o in OPTIONAL_FEATURE_TABLES])
     feat_cols = [(c, t) for c, t in tables.get("features", []) if c not in _KEYS]
     select = ["f.sae_id", "f.feature", "s.layer", "s.site"] + [
@@ -212,7 +238,10 @@ def like_pattern(text: str) -> str:
 def _where(src: FeatureSource, flt: FeatureFilter) -> tuple[str, dict[str, Any]]:
     conds: list[str] = []
     params: dict[str, Any] = {}
-    if flt.text.strip():
+    if flt.text.strip() and src.denormalised:
+        params["needle"] = flt.text.strip().lower()
+        conds.append(f"contains(r.{SEARCH_COLUMN}, $needle)")
+    elif flt.text.strip():
         params["pattern"] = like_pattern(flt.text.strip())
         ors = ["array_to_string(r.top_tokens, ' ') ILIKE $pattern ESCAPE '\\'"]
         ors += [
@@ -236,7 +265,8 @@ def _where(src: FeatureSource, flt: FeatureFilter) -> tuple[str, dict[str, Any]]
 def _order_by(src: FeatureSource, sort: str, desc: bool) -> str:
     if sort not in src.sortable:
         raise ValueError(f"cannot sort by {sort!r}; sortable columns: {', '.join(src.sortable)}")
-    tie = "" if sort in _KEYS else ", r.sae_id, r.feature"
+    # a total order, so that pages never overlap or skip rows: ties broken by the key
+    tie = "".join(f", r.{k}" for k in _KEYS if k != sort)
     return f"ORDER BY r.{ident(sort)} {'DESC' if desc else 'ASC'} NULLS LAST{tie}"
 
 
@@ -258,6 +288,10 @@ def search_features(
         sql = f"SELECT * FROM ({src.sql}) r {where} {order} LIMIT $limit OFFSET $offset"
         return frame(cur, sql, params)
     # Late materialisation: page through `features` alone, then fetch only that page's rows.
+    if src.denormalised:
+        cols = ", ".join(f"r.{ident(c)}" for c in src.columns)
+        sql = f"SELECT {cols} FROM {ident(src.table)} r {where} {order} LIMIT $limit OFFSET $offset"
+        return frame(cur, sql, params)
     page = f"SELECT r.sae_id, r.feature FROM features r {where} {order} LIMIT $limit OFFSET $offset"
     keys = [(str(a), int(b)) for a, b in cur.execute(page, params).fetchall()]
     return features_for_export(cur, keys)
@@ -266,7 +300,7 @@ def search_features(
 def count_features(cur: Cursor, flt: FeatureFilter = FeatureFilter()) -> int:
     src = feature_source(cur)
     where, params = _where(src, flt)
-    row = first(cur, f"SELECT count(*) FROM features r {where}", params)
+    row = first(cur, f"SELECT count(*) FROM {ident(src.table)} r {where}", params)
     return int(row[0]) if row else 0
 
 
@@ -299,7 +333,7 @@ def features_for_export(cur: Cursor, keys: list[tuple[str, int]]) -> pd.DataFram
         "(SELECT unnest($saes) AS sae_id, unnest($feats)::INTEGER AS feature, "
         "generate_subscripts($saes, 1) AS i)"
     )
-    base = f"SELECT x.* FROM features x SEMI JOIN {k} k USING (sae_id, feature) WHERE {prune}"
+    base = f"SELECT x.* FROM {ident(src.table)} x SEMI JOIN {k} k USING (sae_id, feature) WHERE {prune}"
     sql = f"SELECT r.* FROM ({src.over(base, prune)}) r JOIN {k} k USING (sae_id, feature) ORDER BY k.i"
     return frame(cur, sql, params)
 

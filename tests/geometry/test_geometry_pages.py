@@ -84,25 +84,24 @@ def test_map_page_draws_the_joint_layout(env: None) -> None:
     assert at.get("plotly_chart")
 
 
-def test_map_page_samples_beyond_the_limit_and_says_so(env: None) -> None:
+def test_map_page_draws_density_beyond_the_point_limit_and_zooms(env: None) -> None:
     at = run_page("map")
-    at.radio(key="map-layout").set_value("one SAE").run()
-    at.select_slider(key="map-limit").set_value(10_000).run()
-    assert not at.exception
-    assert any("100 features" in c.value for c in at.caption)
+    at.select_slider(key="map-limit").set_value(100).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("200 in view, shown as their density" in c.value for c in at.caption)
+    assert at.button[0].disabled and at.button[1].disabled  # zoom out / whole map: at the whole map
 
 
-def test_map_points_sample_is_deterministic_and_capped(atlas: Path) -> None:
+def test_map_coordinates_cover_every_feature_of_the_layout(atlas: Path) -> None:
     import duckdb
 
     con = duckdb.connect(str(atlas), read_only=True)
     ids = ["L1/resid_post", "L2/resid_post"]
-    a = geometry_sql.map_points(con, ids, True, 4, 50)
-    b = geometry_sql.map_points(con, ids, True, 4, 50)
-    assert len(a) == 50 and a[["sae_id", "feature"]].equals(b[["sae_id", "feature"]])
-    assert {"x", "y", "lobe", "density", "top_tokens"} <= set(a.columns)
-    assert geometry_sql.map_count(con, ids, True) == 200
-    assert geometry_sql.map_count(con, ["L2/mlp_out"], True) == 0  # not in the joint layout
+    df = geometry_sql.map_coordinates(con, ids, True, 4)
+    assert len(df) == 200 and set(df["sae"]) == {0, 1}
+    assert list(df.columns) == ["sae", "feature", "x", "y", "lobe", "density"]
+    assert df[["sae", "feature"]].drop_duplicates().shape[0] == 200
+    assert geometry_sql.map_coordinates(con, ["L2/mlp_out"], True, 4).empty  # not joint
     con.close()
 
 

@@ -65,7 +65,7 @@ def window_bytes(key: str, ids: Any) -> list[bytes | None] | None:
     """Each window token's bytes, so characters split across tokens show whole; None when the
     tokenizer or the ids are missing (the stored token strings are shown as they are)."""
     tok = _tokenizer(key)
-    if tok is None or ids is None or len(ids) == 0:
+    if tok is None or ids is None or not hasattr(ids, "__len__") or len(ids) == 0:
         return None
     return render.token_bytes(tok, [int(i) for i in ids])
 
@@ -243,24 +243,9 @@ def map_layout(key: str, sae_ids: tuple[str, ...], joint: bool, k: int) -> MapPo
 
 
 def map_point_rows(key: str, points: MapPoints, view: View) -> pd.DataFrame:
-    """The points in `view` with sae_id and their escaped hover label (explanation or tokens);
-    one keyed read of feature_rows. Not cached: views rarely repeat."""
-    df = points.in_view(view).copy()
-    df["sae_id"] = [points.sae_ids[int(i)] for i in df["sae"]]
-    keys = list(zip(df["sae_id"], df["feature"].astype(int), strict=True))
+    """The points in `view` with their hover labels (not cached: views rarely repeat)."""
     with cursor(key) as cur:
-        rows = q.features_for_export(cur, keys)
-    info = {(str(r.sae_id), int(r.feature)): r for r in rows.itertuples(index=False)}
-    df["hover"] = [
-        _map_label(info.get(k), k, int(lobe)) for k, lobe in zip(keys, df["lobe"], strict=True)
-    ]
-    return df
-
-
-def _map_label(row: Any, key: tuple[str, int], lobe: int) -> str:
-    expl = getattr(row, "explanation", None) if row is not None else None
-    tokens = getattr(row, "top_tokens", None) if row is not None else None
-    return render.feature_label(key[0], key[1], expl, tokens, note=f" · lobe {lobe}")
+        return density.point_rows(cur, points, view)
 
 
 @st.cache_resource(show_spinner=False)

@@ -18,6 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import render
+from core.store.db import Cursor
+from core.store.queries import features_for_export
+
 COLOURINGS = ("lobe", "layer", "density")
 LOBE_COLOURS = [
     "#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777",
@@ -156,6 +160,26 @@ def hover_cells(points: MapPoints, view: View, nx: int, ny: int) -> pd.DataFrame
             "n": counts[cells],
         }
     )
+
+
+def point_rows(cur: Cursor, points: MapPoints, view: View) -> pd.DataFrame:
+    """The points in `view` with sae_id and their escaped hover label (explanation, else top
+    tokens): one keyed read of the feature rows, O(n in view)."""
+    df = points.in_view(view).copy()
+    df["sae_id"] = [points.sae_ids[int(i)] for i in df["sae"]]
+    keys = list(zip(df["sae_id"], df["feature"].astype(int), strict=True))
+    rows = features_for_export(cur, keys)
+    info = {(str(r.sae_id), int(r.feature)): r for r in rows.itertuples(index=False)}
+    df["hover"] = [
+        _label(info.get(key), key, int(lobe)) for key, lobe in zip(keys, df["lobe"], strict=True)
+    ]
+    return df
+
+
+def _label(row: Any, key: tuple[str, int], lobe: int) -> str:
+    expl = getattr(row, "explanation", None) if row is not None else None
+    tokens = getattr(row, "top_tokens", None) if row is not None else None
+    return render.feature_label(key[0], key[1], expl, tokens, note=f" · lobe {lobe}")
 
 
 def warm_up() -> None:

@@ -98,6 +98,7 @@ class Corpus:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         t = con.sql(stats_sql.ALL_TOKENS).to_arrow_table()
         self.token_str = t["token_str"].combine_chunks()  # (n_tokens,) arrow strings
+        self.token_id = t["token_id"].combine_chunks()  # (n_tokens,) int32
         doc = t["doc_id"].to_numpy().astype(np.int64)
         n_docs = int(doc.max()) + 1 if len(doc) else 0
         self.length = np.bincount(doc, minlength=n_docs)  # (n_docs,)
@@ -149,11 +150,13 @@ def windows(
         parts = [_window_batch(ex, left, right, corpus, acts)]
     tokens = pa.chunked_array([p[1] for p in parts], pa.list_(pa.string()))
     cell_acts = pa.chunked_array([p[2] for p in parts], pa.list_(pa.float32()))
+    ids = pa.chunked_array([p[3] for p in parts], pa.list_(pa.int32()))
     return pd.DataFrame(
         {
             "center": np.concatenate([p[0] for p in parts]),
             "tokens": pd.Series(pd.arrays.ArrowExtensionArray(tokens)),
             "acts": pd.Series(pd.arrays.ArrowExtensionArray(cell_acts)),
+            "token_ids": pd.Series(pd.arrays.ArrowExtensionArray(ids)),
         }
     ).set_axis(ex.index)
 
@@ -169,8 +172,8 @@ class _SortedActs:
 
 def _window_batch(
     ex: pd.DataFrame, left: int, right: int, corpus: Corpus, acts: _SortedActs
-) -> tuple[np.ndarray, pa.ListArray, pa.ListArray]:
-    """(centre, tokens, acts) of the windows of examples `ex`."""
+) -> tuple[np.ndarray, pa.ListArray, pa.ListArray, pa.ListArray]:
+    """(centre, tokens, acts, token ids) of the windows of examples `ex`."""
     doc = ex["doc_id"].to_numpy(np.int64)
     pos = ex["pos"].to_numpy(np.int64)
     lo = np.maximum(pos - left, 0)
@@ -185,9 +188,12 @@ def _window_batch(
     hit_ex, hit = _expand(a0, np.searchsorted(acts.key, base + n) - a0)
     cell_act = np.zeros(offsets[-1], np.float32)
     cell_act[offsets[:-1][hit_ex] + acts.key[hit] - base[hit_ex]] = acts.act[hit]
-    tokens = pa.ListArray.from_arrays(offsets, corpus.token_str.take(pa.array(cell_row)))
+    rows = pa.array(cell_row)
+    tokens = pa.ListArray.from_arrays(offsets, corpus.token_str.take(rows))
+    ids = pa.ListArray.from_arrays(offsets, corpus.token_id.take(rows).cast(pa.int32()))
     return (
         (pos - lo).astype(np.int32),
         tokens,
         pa.ListArray.from_arrays(offsets, pa.array(cell_act)),
+        ids,
     )

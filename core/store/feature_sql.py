@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import duckdb
 import pandas as pd
 
 from core.store.db import Cursor, first, frame
@@ -26,21 +27,40 @@ def feature_page(cur: Cursor, sae_id: str, feature: int) -> dict[str, Any] | Non
     }
 
 
+_EXAMPLES = """
+SELECT kind, rank, bin, doc_id, pos, act, center, tokens, acts, {ids} AS token_ids
+FROM examples e WHERE sae_id = ? AND feature = ?
+ORDER BY kind = 'interval', bin DESC NULLS FIRST, rank
+"""
+_WINDOW_IDS = """(SELECT list(t.token_id ORDER BY t.pos) FROM tokens t WHERE t.doc_id = e.doc_id
+    AND t.pos BETWEEN e.pos - e.center AND e.pos - e.center + len(e.tokens) - 1)"""
+
+
 def examples(cur: Cursor, sae_id: str, feature: int) -> pd.DataFrame:
     """Top then interval examples: kind, rank, bin, doc_id, pos, act, center, tokens, acts, doc
     info, and the window's token ids (their bytes join characters split across tokens)."""
-    return frame(
-        cur,
-        "SELECT e.kind, e.rank, e.bin, e.doc_id, e.pos, e.act, e.center, e.tokens, e.acts, "
-        "d.source, d.topic, d.title, "
-        "(SELECT list(t.token_id ORDER BY t.pos) FROM tokens t WHERE t.doc_id = e.doc_id "
-        "AND t.pos BETWEEN e.pos - e.center AND e.pos - e.center + len(e.tokens) - 1) "
-        "AS token_ids "
-        "FROM examples e LEFT JOIN documents d ON d.doc_id = e.doc_id "
-        "WHERE e.sae_id = ? AND e.feature = ? "
-        "ORDER BY e.kind = 'interval', e.bin DESC NULLS FIRST, e.rank",
-        [sae_id, int(feature)],
-    )
+    try:
+        ex = frame(cur, _EXAMPLES.format(ids="token_ids"), [sae_id, int(feature)])
+    except duckdb.BinderException:  # an atlas from before examples.token_ids: look them up
+        ex = frame(cur, _EXAMPLES.format(ids=_WINDOW_IDS), [sae_id, int(feature)])
+    rows = cur.execute(  # a handful of documents: one keyed read, not a join per example
+        "SELECT doc_id, source, topic, title FROM documents WHERE doc_id = ANY(?)",
+        [sorted({int(d) for d in ex["doc_id"]})],
+    ).fetchall()
+    docs = {int(r[0]): r[1:] for r in rows}
+    for i, col in enumerate(("source", "topic", "title")):
+        ex[col] = [docs.get(int(d), (None, None, None))[i] for d in ex["doc_id"]]
+    return ex
+
+
+_TOKEN_IDS = f"UPDATE examples e SET token_ids = {_WINDOW_IDS} WHERE e.token_ids IS NULL"
+
+
+def fill_token_ids(con: Cursor) -> None:
+    """Give examples written without their windows' token ids (an atlas from before the
+    column) those ids: one join over the missing windows, at commit."""
+    if first(con, "SELECT 1 FROM examples WHERE token_ids IS NULL LIMIT 1") is not None:
+        con.execute(_TOKEN_IDS)
 
 
 def histogram(cur: Cursor, sae_id: str, feature: int) -> dict[str, list[float]] | None:

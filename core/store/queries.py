@@ -311,6 +311,12 @@ def _features_only(src: FeatureSource, sort: str) -> bool:
 
 def feature_row(cur: Cursor, sae_id: str, feature: int) -> dict[str, Any] | None:
     """One feature's row (all joined columns), or None when (sae_id, feature) is unknown."""
+    src = feature_source(cur)
+    if src.denormalised:  # a point read of one row group
+        cols = ", ".join(ident(c) for c in src.columns)
+        sql = f"SELECT {cols} FROM {ident(src.table)} WHERE sae_id = ? AND feature = ?"
+        df = frame(cur, sql, [sae_id, int(feature)])
+        return records(df)[0] if len(df) else None
     df = features_for_export(cur, [(sae_id, feature)])
     return records(df)[0] if len(df) else None
 

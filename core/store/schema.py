@@ -35,9 +35,11 @@ TABLES: dict[str, str] = {
         sae_id VARCHAR, feature INTEGER, n_fire BIGINT, density DOUBLE, max_act REAL,
         mean_act REAL, top_tokens VARCHAR[], PRIMARY KEY (sae_id, feature)""",
     # kind 'top' (rank by activation) or 'interval' (bin = equal-width interval of [0, max]).
+    # token_ids: the window's token ids (their bytes join characters split across tokens).
     "examples": """
         sae_id VARCHAR, feature INTEGER, kind VARCHAR, rank INTEGER, bin INTEGER,
-        doc_id INTEGER, pos INTEGER, act REAL, center INTEGER, tokens VARCHAR[], acts REAL[]""",
+        doc_id INTEGER, pos INTEGER, act REAL, center INTEGER, tokens VARCHAR[], acts REAL[],
+        token_ids INTEGER[]""",
     # 50 equal-width bins over (0, max_act]; edges has 51 entries.
     "histograms": """
         sae_id VARCHAR, feature INTEGER, edges REAL[], counts BIGINT[],
@@ -141,7 +143,10 @@ def all_tables() -> dict[str, str]:
 
 # Columns added after the first release: an atlas built before them gains them when a build
 # resumes or overwrites stages in it (readers never need them).
-ADDED_COLUMNS: dict[str, list[str]] = {"stages": ["peak_rss_mb DOUBLE"]}
+ADDED_COLUMNS: dict[str, list[str]] = {
+    "stages": ["peak_rss_mb DOUBLE"],
+    "examples": ["token_ids INTEGER[]"],  # filled at commit where missing (search_index)
+}
 
 
 def create_statements() -> list[str]:

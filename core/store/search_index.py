@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from core.store import feature_sql, flow_sql, vectors
 from core.store import queries as q
-from core.store import vectors
 from core.store.db import Cursor, ident
 
 FEATURE_ROWS = "feature_rows"
@@ -49,12 +49,59 @@ def write_feature_rows(con: Cursor) -> int:
     return int(row[0]) if row else 0
 
 
+LOOKUP_TABLES: dict[str, str] = {
+    "examples": "kind, bin, rank",
+    "histograms": "",
+    "logits": "sign, rank",
+    "neighbours": "rank",
+    "cooccurrence": "rank",
+    "explanations": "explainer, model, prompt_version",
+    "flow_classes": "",
+    "feature_lobes": "k",
+}
+"""Tables the feature page reads by (sae_id, feature), with the rest of their sort order."""
+
+
+def _clustered(con: Cursor, table: str) -> bool:
+    """Whether rows of one SAE appear in non-decreasing feature order (then a lookup's zone
+    maps prune to the row groups holding that feature). O(rows), two integer columns."""
+    row = con.execute(
+        f"SELECT count(*) FROM (SELECT sae_id, feature, lag(sae_id) OVER w AS ps, "
+        f"lag(feature) OVER w AS pf FROM {ident(table)} WINDOW w AS (ORDER BY rowid)) "
+        "WHERE ps = sae_id AND feature < pf"
+    ).fetchone()
+    return bool(row is not None and row[0] == 0)
+
+
+def cluster_lookup_tables(con: Cursor) -> list[str]:
+    """Sort each lookup table by (sae_id, feature, …) where it is not already: a feature page
+    then reads one row group per table instead of a whole SAE's rows. Returns those sorted."""
+    done = []
+    for table, rest in LOOKUP_TABLES.items():
+        if _clustered(con, table):
+            continue
+        order = "sae_id, feature" + (f", {rest}" if rest else "")
+        t = ident(table)
+        # rewritten in place in one transaction, so the table keeps its keys and constraints
+        con.execute("BEGIN")
+        con.execute(f"CREATE TEMP TABLE _sorted AS SELECT * FROM {t} ORDER BY {order}")
+        con.execute(f"DELETE FROM {t}")
+        con.execute(f"INSERT INTO {t} SELECT * FROM _sorted")
+        con.execute("DROP TABLE _sorted")
+        con.execute("COMMIT")
+        done.append(table)
+    return done
+
+
 def prepare(con: Cursor, atlas: Path) -> dict[str, Any]:
     """Everything the app's search needs, written before the atlas is renamed into place:
     feature_rows in the database, the vector index in a temporary folder beside it."""
     n_rows = write_feature_rows(con)
+    flow_sql.cluster_edges(con)
+    feature_sql.fill_token_ids(con)
+    clustered = cluster_lookup_tables(con)
     detail = vectors.prepare(con, atlas)
-    return {"feature_rows": n_rows, **detail}
+    return {"feature_rows": n_rows, "clustered": clustered, **detail}
 
 
 def publish(atlas: Path) -> None:

@@ -67,7 +67,7 @@ FROM (
 
 # Inputs of the example windows (built in numpy, core/pipeline/stats.py): every token in
 # (doc_id, pos) order and this SAE's sparse activations.
-ALL_TOKENS = "SELECT doc_id, pos, token_str FROM tokens ORDER BY doc_id, pos"
+ALL_TOKENS = "SELECT doc_id, pos, token_id, token_str FROM tokens ORDER BY doc_id, pos"
 SAE_ACTIVATIONS = "SELECT doc_id, pos, feature, act FROM sae_acts"
 
 # The most frequent tokens at a feature's top activations (ties: the stronger activation).

@@ -309,8 +309,8 @@ def write_xss_atlas(path: Path) -> Path:
     )
     acts = [0, 0, 3.0, 0, 0, 1.0, 0]
     con.execute(
-        "INSERT INTO examples VALUES ('L1/resid_post', 0, 'top', 1, NULL, 0, 2, 3.0, 2, ?, ?), "
-        "('L1/resid_post', 0, 'interval', 1, 0, 0, 5, 1.0, 5, ?, ?)",
+        "INSERT INTO examples VALUES ('L1/resid_post', 0, 'top', 1, NULL, 0, 2, 3.0, 2, ?, ?, NULL), "
+        "('L1/resid_post', 0, 'interval', 1, 0, 0, 5, 1.0, 5, ?, ?, NULL)",
         [toks, acts, toks, acts],
     )
     con.execute("INSERT INTO histograms VALUES ('L1/resid_post', 0, [0, 1.5, 3.0], [1, 1])")

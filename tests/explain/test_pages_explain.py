@@ -22,7 +22,7 @@ def explained_atlas(planted_atlas: Path, tmp_path: Path, monkeypatch: pytest.Mon
     define_activations_view(w.con, planted_atlas.parent / "acts-test")
     explain_atlas(w, ExplainConfig(device="cpu"))
     w.con.execute(  # one top example (the feature page renders examples)
-        "INSERT INTO examples VALUES (?, ?, 'top', 1, NULL, 0, 3, 5.0, 1, ?, ?)",
+        "INSERT INTO examples VALUES (?, ?, 'top', 1, NULL, 0, 3, 5.0, 1, ?, ?, NULL)",
         [SAE, F_PARIS, [" de", " Paris", " est"], [0.0, 5.0, 0.0]],
     )
     w.commit()

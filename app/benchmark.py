@@ -54,10 +54,8 @@ class Bench:
         return sae, self.rng.randrange(d)
 
     def page(self, flt: q.FeatureFilter, sort: str, desc: bool) -> None:
-        q.count_features(self.cur, flt)
-        q.search_features(
-            self.cur, flt, sort=sort, desc=desc, limit=50, offset=50 * self.rng.randrange(20)
-        )
+        """What the Features page asks for: one page of 50 among the first 20, and the count."""
+        q.page_with_count(self.cur, flt, sort, desc, 50, 50 * self.rng.randrange(20))
 
 
 # ---- the views ---------------------------------------------------------------------------------

@@ -109,6 +109,15 @@ def search_features(
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
+def page_with_count(
+    key: str, flt: q.FeatureFilter, sort: str, desc: bool, limit: int, offset: int
+) -> tuple[pd.DataFrame, int]:
+    """One page of rows and how many match (one scan for a text search)."""
+    with cursor(key) as cur:
+        return q.page_with_count(cur, flt, sort, desc, limit, offset)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
 def count_features(key: str, flt: q.FeatureFilter) -> int:
     with cursor(key) as cur:
         return q.count_features(cur, flt)

@@ -94,6 +94,6 @@ def _add(ws: Workspace, keys: Keys, choice: str, new_name: str) -> str | None:
     except WorkspaceError as err:
         st.error(plain(err))
         return None
-    return f"Added {added} feature{'s' if added != 1 else ''} to “{plain(name)}”" + (
-        f" ({len(keys) - added} already there)." if added < len(keys) else "."
+    return f"Added {added:,} feature{'s' if added != 1 else ''} to “{plain(name)}”" + (
+        f" ({len(keys) - added:,} already there)." if added < len(keys) else "."
     )

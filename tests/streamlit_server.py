@@ -15,8 +15,12 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -83,3 +87,59 @@ def serve_atlas(
     env = {"SAE_ATLAS_WORKSPACE": str(factory.mktemp("ws") / "ws.duckdb"), **(env or {})}
     with serve(factory.mktemp("log") / "streamlit.log", env, ["--atlas", str(atlas)]) as url:
         yield url
+
+
+# ---- shared browser gestures ------------------------------------------------------------------
+def open_first_row(page: Page, grid: Locator, heading: Locator) -> None:
+    """Click the first row's selection box. The grid is scrolled to the top of the viewport
+    first (the download button below it may have scrolled the page); under load the canvas
+    can take a click before it has wired its handlers, so click again (at most 3 times)."""
+    from playwright.sync_api import expect
+
+    grid.evaluate("el => el.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(300)
+    box = grid.bounding_box()
+    assert box is not None
+    for attempt in range(3):
+        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)
+        try:
+            expect(heading).to_be_visible(timeout=20_000)
+            return
+        except AssertionError:
+            if attempt == 2:
+                raise
+
+
+def plot_tool(page: Any, title: str) -> None:
+    """Pick a tool of the plot's mode bar ('Lasso Select', 'Box Select', 'Pan')."""
+    chart = page.locator("[data-testid='stPlotlyChart']").first
+    chart.hover()  # the mode bar shows while the pointer is over the chart
+    chart.locator(f".modebar-btn[data-title='{title}']").first.click()
+
+
+def lasso(page: Any) -> None:
+    """Pick the lasso tool and drag a lasso around most of the plot area."""
+    plot_tool(page, "Lasso Select")
+    area = page.locator("[data-testid='stPlotlyChart'] .nsewdrag").first
+    box = area.bounding_box()
+    assert box is not None
+    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+    path = [(0.02, 0.02), (0.98, 0.02), (0.98, 0.98), (0.02, 0.98), (0.02, 0.05)]
+    page.mouse.move(x0 + w * path[0][0], y0 + h * path[0][1])
+    page.mouse.down()
+    for fx, fy in path[1:]:
+        page.mouse.move(x0 + w * fx, y0 + h * fy, steps=8)
+    page.mouse.up()
+
+
+def click_a_point(page: Any) -> None:
+    """Click the first point of the first non-empty WebGL trace (its pixel from plotly's axes)."""
+    x, y = page.evaluate(
+        """() => { const gd = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
+        const t = gd._fullData.find(t => t.x && t.x.length > 0);
+        const r = gd.querySelector('.nsewdrag').getBoundingClientRect();
+        return [r.left + gd._fullLayout.xaxis.l2p(t.x[0]), r.top + gd._fullLayout.yaxis.l2p(t.y[0])]; }"""
+    )
+    page.mouse.move(x, y)
+    page.wait_for_timeout(300)  # plotly picks the clicked point from the hover
+    page.mouse.click(x, y)

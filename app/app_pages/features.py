@@ -171,12 +171,12 @@ def main() -> None:
     meaning = str(st.session_state.get("f-meaning") or "").strip()
     if meaning:
         semantic_results(key, meaning, flt.sae_ids)
-    total = data.count_features(key, flt)
     digest = hashlib.sha1(repr((flt, sort, desc, size)).encode()).hexdigest()[:10]
+    page = int(st.session_state.get(f"page-{digest}") or 1)  # the widget is drawn below
+    rows, total = data.page_with_count(key, flt, sort, desc, size, (page - 1) * size)
     st.caption(f"{total:,} features match · click a row to open it")
     slot = st.container()
-    page = st.pagination(max(1, math.ceil(total / size)), key=f"page-{digest}")
-    rows = data.search_features(key, flt, sort, desc, size, (page - 1) * size)
+    st.pagination(max(1, math.ceil(total / size)), key=f"page-{digest}")
     nonce = st.session_state.setdefault("features-nonce", 0)
     with slot:
         clicked = table(rows, f"table-{digest}-{page}-{nonce}")

@@ -2,10 +2,12 @@
 
 At any size the page draws every feature. While more than the chosen number of points are in
 view it shows their density (a datashader image, coloured by lobe, layer or density); drag a
-box or click to zoom in (the server re-renders that box). Once few enough are in view they are
-drawn as points: hover for the explanation, click to open the feature, lasso or box to collect
-them into a feature set. Zoom-by-box was chosen over a custom component because
-`st.plotly_chart` reports selections (with the box's range) to the server but not zoom or pan.
+box to zoom into it (the server re-renders that box), or use the zoom buttons. Once few enough are in view they are
+drawn as points: hover for the explanation, click to open the feature, or pick the lasso or box
+tool to collect them into a feature set. Zoom-by-box was chosen over a custom component because
+`st.plotly_chart` reports selections (with the box's range) to the server but not zoom or pan,
+and a box is one gesture that works the same on every plot (a click on a transparent cell did
+not reach the server as a selection in Chromium).
 """
 
 from __future__ import annotations
@@ -22,15 +24,17 @@ from core.geometry.density import MapPoints, View
 
 POINT_LIMITS = [100, 1_000, 5_000, 20_000, 50_000]
 DEFAULT_POINTS = 20_000
-MIN_ZOOM = 1e-4
-"""The smallest view, as a share of the whole map's width (a box narrower is widened)."""
+MIN_ZOOM = 1e-4  # the smallest view, as a share of the whole map's width (narrower is widened)
 
 
 def act_on(keys: list[tuple[str, int]], area: bool) -> None:
     if keys and not area and len(keys) == 1:  # a click: open that feature
         widgets.open_feature(*keys[0])
     if not keys:
-        st.caption("Click a point to open its feature; drag a lasso or box to collect features.")
+        st.caption(
+            "Click a point to open its feature; pick the lasso or box tool (top right of the map) "
+            "to collect features into a set."
+        )
         return
     st.markdown(f"**{len(keys):,} features selected**")
     widgets.add_to_set(state.workspace(), keys, key="map-selection", label="Add selection")
@@ -46,11 +50,13 @@ def current_view(points: MapPoints, layout: tuple[Any, ...]) -> tuple[View, View
     whole = points.extent().with_aspect(figures.ASPECT)
     key = _view_key(layout)
     view = st.session_state.get(key) or whole
-    c = st.columns([1, 1, 6])
-    if c[0].button("Zoom out", icon=":material/zoom_out:", disabled=view == whole):
+    c = st.columns([1.3, 1.3, 1.5, 4])
+    if c[0].button("Zoom in", icon=":material/zoom_in:"):
+        view = view.zoomed(0.5)
+    if c[1].button("Zoom out", icon=":material/zoom_out:", disabled=view == whole):
         view = view.zoomed(2.0)
         view = whole if view.x1 - view.x0 >= whole.x1 - whole.x0 else view
-    if c[1].button("Whole map", icon=":material/zoom_out_map:", disabled=view == whole):
+    if c[2].button("Whole map", icon=":material/zoom_out_map:", disabled=view == whole):
         view = whole
     st.session_state[key] = view
     return view, whole
@@ -94,12 +100,12 @@ def chart(key: str, points: MapPoints, layout: tuple[Any, ...], colour: str, lim
     if n_view > limit:
         st.caption(
             f"{len(points):,} features · {n_view:,} in view, shown as their density · "
-            f"click or drag a box to zoom in; at most {limit:,} in view are drawn as points"
+            f"drag a box to zoom in; at most {limit:,} in view are drawn as points"
         )
         fig = figures.density_figure(points, view, colour)
-        event = st.plotly_chart(fig, width="stretch", on_select="rerun",
+        event = st.plotly_chart(fig, width="stretch", on_select="rerun", config=figures.DENSITY_CONFIG,
                                 selection_mode=("points", "box"), key=chart_key)  # fmt: skip
-        target = figures.zoom_target(event, view)
+        target = figures.zoom_target(event)
         if target is not None:
             set_view(layout, target, whole)
         return
@@ -107,7 +113,7 @@ def chart(key: str, points: MapPoints, layout: tuple[Any, ...], colour: str, lim
     df = data.map_point_rows(key, points, view)
     event = st.plotly_chart(figures.points_figure(df, colour, view), width="stretch",
                             on_select="rerun", selection_mode=("points", "box", "lasso"),
-                            key=chart_key)  # fmt: skip
+                            config=figures.POINTS_CONFIG, key=chart_key)  # fmt: skip
     act_on(*figures.selected(event))
 
 

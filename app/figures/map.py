@@ -2,8 +2,10 @@
 
 Density mode (more points in view than the page draws): the image is a datashader PNG laid
 under the axes in map coordinates; a grid of transparent markers answers hover ("n features
-here") and clicks, and the drag mode is a box, which the page turns into a zoom. Points mode:
-one WebGL marker per feature, hover for its label, click to open it, lasso or box to select.
+here"), and the drag mode is a box, which the page turns into a zoom. Points mode:
+one WebGL marker per feature, hover for its label, click to open it (the default drag mode is
+pan: plotly reports a click as a selection only outside its select and lasso modes), or pick the
+lasso or box tool to select.
 """
 
 from __future__ import annotations
@@ -20,6 +22,18 @@ HEIGHT = 720
 IMAGE_SIZE = (1000, 720)
 """Pixels of the density image; views keep its aspect so that it is never stretched."""
 ASPECT = IMAGE_SIZE[0] / IMAGE_SIZE[1]
+DENSITY_CONFIG = {
+    "modeBarButtonsToRemove": ["zoom2d", "pan2d", "lasso2d", "zoomIn2d", "zoomOut2d",
+                               "autoScale2d", "resetScale2d"],
+    "displaylogo": False,
+}  # fmt: skip
+"""Plotly's own zoom would only stretch the image: the page's zoom buttons and boxes re-render."""
+POINTS_CONFIG = {
+    "modeBarButtonsToRemove": ["zoom2d", "zoomIn2d", "zoomOut2d", "autoScale2d"],
+    "displaylogo": False,
+}
+"""Points mode keeps pan (the default drag: a click on a point selects it only in pan or zoom
+mode), lasso and box select."""
 GRID = (50, 36)
 """Hover cells across x and y in density mode."""
 
@@ -59,15 +73,14 @@ def _legend(points: MapPoints, colour: str) -> list[go.Scatter]:
 
 
 def density_figure(points: MapPoints, view: View, colour: str) -> go.Figure:
-    """The density image of `view` with hover cells (customdata: the cell's centre)."""
+    """The density image of `view` with its hover cells."""
     uri = density_png(points, view, colour, *IMAGE_SIZE)
     cells = hover_cells(points, view, *GRID)
     size = max(4.0, IMAGE_SIZE[0] / GRID[0])
     grid = go.Scatter(
         x=cells["cx"], y=cells["cy"], mode="markers", name="zoom cells", showlegend=False,
         marker={"size": size, "color": "rgba(0,0,0,0)", "symbol": "square"},
-        customdata=np.stack([cells["cx"], cells["cy"]], axis=1) if len(cells) else None,
-        hovertext=[f"{int(n):,} feature{'s' * (n != 1)} here · click or drag a box to zoom in"
+        hovertext=[f"{int(n):,} feature{'s' * (n != 1)} here · drag a box to zoom in"
                    for n in cells["n"]],
         hoverinfo="text",
     )  # fmt: skip
@@ -105,31 +118,35 @@ def points_figure(df: pd.DataFrame, colour: str, view: View) -> go.Figure:
             n = int(str(lobe))
             c = NEVER if n < 0 else LOBE_COLOURS[n % len(LOBE_COLOURS)]
             traces.append(_trace(grp, "never fires" if n < 0 else f"lobe {n}", size, color=c))
-    return _layout(go.Figure(traces), view, "lasso")
+    return _layout(go.Figure(traces), view, "pan")
 
 
 # ---- events: what st.plotly_chart reports back --------------------------------------------------
+def _custom(point: dict[str, Any]) -> list[Any]:
+    """A point's customdata as a list: plotly sends numeric customdata as {'0': …, '1': …}."""
+    cd = point.get("customdata")
+    if isinstance(cd, dict):
+        return [cd[k] for k in sorted(cd, key=lambda k: int(k))]
+    return list(cd) if cd is not None else []
+
+
 def selected(event: Any) -> tuple[list[tuple[str, int]], bool]:
     """(sae_id, feature) of the selected points, and whether a box / lasso made the selection."""
     sel = (event or {}).get("selection", {}) if event else {}
     keys = []
     for p in sel.get("points", []):
-        cd = p.get("customdata")
-        if cd is not None and len(cd) >= 2:
+        cd = _custom(p)
+        if len(cd) >= 2:
             keys.append((str(cd[0]), int(cd[1])))
     area = bool(sel.get("box") or sel.get("lasso"))
     return list(dict.fromkeys(keys)), area
 
 
-def zoom_target(event: Any, view: View) -> View | None:
-    """Density mode: the view a box (its range) or a click on a cell (4x around it) asks for."""
+def zoom_target(event: Any) -> View | None:
+    """Density mode: the view a dragged box asks for (its range in map coordinates)."""
     sel = (event or {}).get("selection", {}) if event else {}
     for box in sel.get("box") or []:
         xs, ys = box.get("x") or [], box.get("y") or []
         if len(xs) >= 2 and len(ys) >= 2:
             return View(min(xs), max(xs), min(ys), max(ys))
-    points = sel.get("points") or []
-    if len(points) == 1 and points[0].get("customdata") is not None:
-        cx, cy = (float(v) for v in points[0]["customdata"][:2])
-        return view.zoomed(0.25, cx, cy)
     return None

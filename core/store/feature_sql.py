@@ -8,8 +8,15 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from core.store import feature_rows as rows_sql
 from core.store.db import Cursor, first, frame
-from core.store.queries import feature_row, records
+from core.store.queries import (
+    atlas_identity,
+    feature_row,
+    feature_source,
+    records,
+    sae_feature_info,
+)
 
 
 def feature_page(cur: Cursor, sae_id: str, feature: int) -> dict[str, Any] | None:
@@ -87,23 +94,35 @@ def logits(cur: Cursor, sae_id: str, feature: int) -> pd.DataFrame:
 
 def neighbours(cur: Cursor, sae_id: str, feature: int) -> pd.DataFrame:
     """Decoder-cosine neighbours in the same SAE, with their density and top tokens."""
+    src = feature_source(cur)
+    params = {"sae": sae_id, "f": int(feature)}
+    if src.denormalised:
+        sql = (
+            "SELECT rank, neighbour, cosine, neighbour AS o FROM neighbours "
+            "WHERE sae_id = $sae AND feature = $f"
+        )
+        return rows_sql.with_info(cur, sql, params, src.ranks, ("density", "max_act", "top_tokens"))
     nb = frame(
         cur,
-        "SELECT rank, neighbour, cosine FROM neighbours WHERE sae_id = ? AND feature = ? ORDER BY rank",
-        [sae_id, int(feature)],
+        "SELECT rank, neighbour, cosine FROM neighbours WHERE sae_id = $sae AND feature = $f "
+        "ORDER BY rank",
+        params,
     )
-    if nb.empty:
-        return nb.assign(density=[], max_act=[], top_tokens=[])
     ids = [int(n) for n in nb["neighbour"]]
-    info = frame(
-        cur,
-        "SELECT feature AS neighbour, density, max_act, top_tokens FROM features "
-        "WHERE sae_id = ? AND feature BETWEEN ? AND ? AND list_contains(?, feature)",
-        [sae_id, min(ids), max(ids), ids],
-    )
-    return nb.merge(info, on="neighbour", how="left")
+    info = sae_feature_info(cur, sae_id, ids, ("density", "max_act", "top_tokens"))
+    return nb.merge(info.rename(columns={"feature": "neighbour"}), on="neighbour", how="left")
+
+
+_SAE_INFO: dict[tuple[Any, str], dict[str, Any] | None] = {}
 
 
 def sae_info(cur: Cursor, sae_id: str) -> dict[str, Any] | None:
+    """One SAE's row (without its training log), memoised per read-only atlas file."""
+    atlas = atlas_identity(cur)
+    if atlas is not None and (atlas, sae_id) in _SAE_INFO:
+        return _SAE_INFO[(atlas, sae_id)]
     df = frame(cur, "SELECT * EXCLUDE (train_log, cfg) FROM saes WHERE sae_id = ?", [sae_id])
-    return records(df)[0] if len(df) else None
+    info = records(df)[0] if len(df) else None
+    if atlas is not None:
+        _SAE_INFO[(atlas, sae_id)] = info
+    return info

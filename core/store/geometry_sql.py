@@ -9,6 +9,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
+from core.store import feature_rows as rows_sql
 from core.store import queries as q
 from core.store.db import frame, ident
 
@@ -162,11 +163,18 @@ def spectra(cur: Cursor) -> pd.DataFrame:
 
 def cooccurring(cur: Cursor, sae_id: str, feature: int) -> pd.DataFrame:
     """The stored top co-occurring features of one feature, with the partner's top tokens."""
-    if not q.has_table(cur, "cooccurrence"):
+    sql = (
+        "SELECT rank, other, phi, jaccard, n11, other AS o FROM cooccurrence "
+        "WHERE sae_id = $sae AND feature = $f"
+    )
+    params = {"sae": sae_id, "f": int(feature)}
+    src = q.feature_source(cur)
+    try:
+        if src.denormalised:
+            return rows_sql.with_info(cur, sql, params, src.ranks, ("top_tokens",))
+        df = frame(cur, f"SELECT * EXCLUDE (o) FROM ({sql}) ORDER BY rank", params)
+    except duckdb.CatalogException:  # a database without the geometry tables
         return pd.DataFrame(columns=["rank", "other", "phi", "jaccard", "n11", "top_tokens"])
-    return cur.execute(
-        "SELECT c.rank, c.other, c.phi, c.jaccard, c.n11, f.top_tokens FROM cooccurrence c "
-        "LEFT JOIN features f ON f.sae_id = c.sae_id AND f.feature = c.other "
-        "WHERE c.sae_id = ? AND c.feature = ? ORDER BY c.rank",
-        [sae_id, int(feature)],
-    ).df()
+    info = q.sae_feature_info(cur, sae_id, [int(o) for o in df["other"]], ("top_tokens",))
+    tokens = dict(zip(info["feature"].astype(int), info["top_tokens"], strict=True))
+    return df.assign(top_tokens=[tokens.get(int(o)) for o in df["other"]])

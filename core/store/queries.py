@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from core.store import feature_rows as rows_sql
 from core.store.db import Cursor, first, frame, ident
 
 
@@ -102,6 +103,8 @@ class FeatureSource:
     """Columns of `table` itself: filtering / sorting on these needs no join."""
     table: str = "features"
     """`features`, or the atlas's precomputed `feature_rows` (every column, no joins)."""
+    ranks: tuple[tuple[str, int], ...] = ()
+    """feature_rows only: (sae_id, rank) of its row keys (core.store.feature_rows)."""
 
     @property
     def denormalised(self) -> bool:
@@ -144,15 +147,20 @@ class FeatureSource:
 _SOURCES: dict[tuple[str, int], FeatureSource] = {}
 
 
-def feature_source(cur: Cursor) -> FeatureSource:
-    """The feature rows (see FeatureSource); memoised per read-only atlas file and mtime."""
+def atlas_identity(cur: Cursor) -> tuple[str, int] | None:
+    """(path, mtime) of a read-only atlas file (what may be memoised for it), else None."""
     row = first(
         cur,
         "SELECT path, readonly FROM duckdb_databases() WHERE database_name = current_database()",
     )
-    key = None
     if row and row[1] and row[0] and os.path.exists(str(row[0])):
-        key = (str(row[0]), os.stat(str(row[0])).st_mtime_ns)
+        return (str(row[0]), os.stat(str(row[0])).st_mtime_ns)
+    return None
+
+
+def feature_source(cur: Cursor) -> FeatureSource:
+    """The feature rows (see FeatureSource); memoised per read-only atlas file and mtime."""
+    key = atlas_identity(cur)
     if key is not None and key in _SOURCES:
         return _SOURCES[key]
     src = _build_source(cur)
@@ -167,9 +175,9 @@ def _unique_keys(cur: Cursor, table: str) -> bool:
     return first(cur, dup) is None
 
 
-def _denormalised_source(columns: list[tuple[str, str]]) -> FeatureSource:
+def _denormalised_source(cur: Cursor, columns: list[tuple[str, str]]) -> FeatureSource:
     """Feature rows read straight from `feature_rows` (see core.store.search_index)."""
-    cols = [(c, t) for c, t in columns if c != SEARCH_COLUMN]
+    cols = [(c, t) for c, t in columns if c not in (SEARCH_COLUMN, rows_sql.ROW_KEY)]
     names = tuple(c for c, _ in cols)
     return FeatureSource(
         select=tuple(f"f.{ident(c)}" for c in names),
@@ -179,13 +187,14 @@ def _denormalised_source(columns: list[tuple[str, str]]) -> FeatureSource:
         text_columns=(),
         base_columns=names,
         table=FEATURE_ROWS,
+        ranks=rows_sql.sae_ranks(cur, FEATURE_ROWS),
     )
 
 
 def _build_source(cur: Cursor) -> FeatureSource:
     rows = schema_columns(cur, [FEATURE_ROWS]).get(FEATURE_ROWS, [])
-    if any(c == SEARCH_COLUMN for c, _ in rows):
-        return _denormalised_source(rows)
+    if {SEARCH_COLUMN, rows_sql.ROW_KEY} <= {c for c, _ in rows}:
+        return _denormalised_source(cur, rows)
     tables = schema_columns(cur, ["features"] + [o.name for o in OPTIONAL_FEATURE_TABLES])
     feat_cols = [(c, t) for c, t in tables.get("features", []) if c not in _KEYS]
     select = ["f.sae_id", "f.feature", "s.layer", "s.site"] + [
@@ -304,6 +313,21 @@ def count_features(cur: Cursor, flt: FeatureFilter = FeatureFilter()) -> int:
     return int(row[0]) if row else 0
 
 
+def page_with_count(
+    cur: Cursor, flt: FeatureFilter, sort: str, desc: bool, limit: int, offset: int
+) -> tuple[pd.DataFrame, int]:
+    """(one page of rows, how many match). With a text search over feature_rows, one scan of
+    its search text gives both (rows_sql.page_and_count); otherwise two cheap queries."""
+    src = feature_source(cur)
+    if not (src.denormalised and flt.text.strip()):
+        rows = search_features(cur, flt, sort=sort, desc=desc, limit=limit, offset=offset)
+        return rows, count_features(cur, flt)
+    _order_by(src, sort, desc)  # rejects an unknown sort column
+    where, params = _where(src, flt)
+    query = (where, params, sort, desc)
+    return rows_sql.page_and_count(cur, src.table, src.columns, src.ranks, query, limit, offset)
+
+
 def _features_only(src: FeatureSource, sort: str) -> bool:
     """Whether sorting needs only the `features` table (filters always do: see _where)."""
     return sort in src.base_columns
@@ -311,12 +335,6 @@ def _features_only(src: FeatureSource, sort: str) -> bool:
 
 def feature_row(cur: Cursor, sae_id: str, feature: int) -> dict[str, Any] | None:
     """One feature's row (all joined columns), or None when (sae_id, feature) is unknown."""
-    src = feature_source(cur)
-    if src.denormalised:  # a point read of one row group
-        cols = ", ".join(ident(c) for c in src.columns)
-        sql = f"SELECT {cols} FROM {ident(src.table)} WHERE sae_id = ? AND feature = ?"
-        df = frame(cur, sql, [sae_id, int(feature)])
-        return records(df)[0] if len(df) else None
     df = features_for_export(cur, [(sae_id, feature)])
     return records(df)[0] if len(df) else None
 
@@ -326,6 +344,8 @@ def features_for_export(cur: Cursor, keys: list[tuple[str, int]]) -> pd.DataFram
     src = feature_source(cur)
     if not keys:
         return pd.DataFrame(columns=list(src.columns))
+    if src.denormalised:  # one index probe per key
+        return rows_sql.by_keys(cur, src.table, src.columns, src.ranks, keys)
     saes = sorted({str(s) for s, _ in keys})
     feats = [int(f) for _, f in keys]
     params: dict[str, Any] = {"saes": [str(s) for s, _ in keys], "feats": feats,
@@ -342,6 +362,23 @@ def features_for_export(cur: Cursor, keys: list[tuple[str, int]]) -> pd.DataFram
     base = f"SELECT x.* FROM {ident(src.table)} x SEMI JOIN {k} k USING (sae_id, feature) WHERE {prune}"
     sql = f"SELECT r.* FROM ({src.over(base, prune)}) r JOIN {k} k USING (sae_id, feature) ORDER BY k.i"
     return frame(cur, sql, params)
+
+
+def sae_feature_info(
+    cur: Cursor, sae_id: str, features: list[int], columns: tuple[str, ...]
+) -> pd.DataFrame:
+    """`columns` of the `features` table for some features of one SAE, one row per known
+    feature (column `feature` first): index probes on feature_rows where the atlas has it."""
+    src = feature_source(cur)
+    if src.denormalised:
+        keys = [(sae_id, int(f)) for f in features]
+        return rows_sql.by_keys(cur, src.table, ("feature", *columns), src.ranks, keys)
+    cols = ", ".join(ident(c) for c in ("feature", *columns))
+    return frame(
+        cur,
+        f"SELECT {cols} FROM features WHERE sae_id = ? AND list_contains(?, feature)",
+        [sae_id, [int(f) for f in features]],
+    )
 
 
 # ---- helpers ---------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 from core.store import feature_sql, flow_sql, vectors
 from core.store import queries as q
 from core.store.db import Cursor, ident
+from core.store.feature_rows import ROW_KEY, SAE_SHIFT
 
 FEATURE_ROWS = "feature_rows"
 SEARCH_SEPARATOR = chr(31)
@@ -41,10 +42,21 @@ def write_feature_rows(con: Cursor) -> int:
     a point lookup prunes to one row group. Returns its row count."""
     drop_feature_rows(con)
     src = q.feature_source(con)  # the joined rows: feature_rows is gone
-    con.execute(
-        f"CREATE TABLE {FEATURE_ROWS} AS SELECT r.*, {_search_text(src.columns)} AS search_text "
-        f"FROM ({src.sql}) r ORDER BY r.sae_id, r.feature"
-    )
+    # Stored uncompressed: a substring search decodes every search_text, and FSST decoding
+    # doubled the scan (61 → 28 ms at 1M features). Everything else is checkpointed (with
+    # compression) first, so the setting applies to this table alone.
+    con.execute("CHECKPOINT")
+    con.execute("SET force_compression = 'uncompressed'")
+    try:
+        con.execute(
+            f"CREATE TABLE {FEATURE_ROWS} AS SELECT (dense_rank() OVER (ORDER BY r.sae_id) - 1) "
+            f"* {SAE_SHIFT} + r.feature AS {ROW_KEY}, r.*, {_search_text(src.columns)} AS "
+            f"search_text FROM ({src.sql}) r ORDER BY r.sae_id, r.feature"
+        )
+        con.execute(f"CREATE UNIQUE INDEX feature_rows_key ON {FEATURE_ROWS} ({ROW_KEY})")
+        con.execute("CHECKPOINT")
+    finally:
+        con.execute("RESET force_compression")
     row = con.execute(f"SELECT count(*) FROM {ident(FEATURE_ROWS)}").fetchone()
     return int(row[0]) if row else 0
 

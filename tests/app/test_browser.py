@@ -7,14 +7,10 @@ import csv
 import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from streamlit_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve_atlas
-
-if TYPE_CHECKING:
-    from playwright.sync_api import Locator, Page
+from streamlit_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, open_first_row, serve_atlas
 
 pytestmark = pytest.mark.browser
 
@@ -43,26 +39,6 @@ def _search_target(atlas: Path) -> tuple[str, int, str, int]:
     first = queries.search_features(cur, flt, sort="density", desc=True, limit=1)
     n = queries.count_features(cur, flt)
     return str(first["sae_id"].iloc[0]), int(first["feature"].iloc[0]), needle, n
-
-
-def open_first_row(page: Page, grid: Locator, heading: Locator) -> None:
-    """Click the first row's selection box. The grid is scrolled to the top of the viewport
-    first (the download button below it may have scrolled the page); under load the canvas
-    can take a click before it has wired its handlers, so click again (at most 3 times)."""
-    from playwright.sync_api import expect
-
-    grid.evaluate("el => el.scrollIntoView({block: 'start'})")
-    page.wait_for_timeout(300)
-    box = grid.bounding_box()
-    assert box is not None
-    for attempt in range(3):
-        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)
-        try:
-            expect(heading).to_be_visible(timeout=20_000)
-            return
-        except AssertionError:
-            if attempt == 2:
-                raise
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

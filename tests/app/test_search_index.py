@@ -36,11 +36,18 @@ def _pages(con: duckdb.DuckDBPyConnection) -> list[pd.DataFrame]:
     sorts = [s for s in q.feature_source(con).sortable if s not in ("umap_x", "umap_y")]
     out = []
     for flt in FILTERS:
-        out.append(pd.DataFrame({"count": [q.count_features(con, flt)]}))
+        n = q.count_features(con, flt)
+        out.append(pd.DataFrame({"count": [n]}))
         for sort in sorts:
             for desc in (True, False):
                 page = q.search_features(con, flt, sort=sort, desc=desc, limit=20, offset=5)
                 out.append(page[["sae_id", "feature"]].reset_index(drop=True))
+                both, total = q.page_with_count(con, flt, sort, desc, 20, 5)  # one scan
+                assert total == n
+                pd.testing.assert_frame_equal(
+                    both[["sae_id", "feature"]], out[-1], check_dtype=False
+                )
+                out.append(both.reset_index(drop=True))
     return out
 
 

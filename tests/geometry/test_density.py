@@ -74,18 +74,18 @@ def test_points_figure_carries_keys_for_selection() -> None:
     df = points.frame.assign(sae_id=["A", "B"] * 25, hover="h")
     fig = points_figure(df, "layer", View(0, 10, 0, 10))
     assert sorted(t.name for t in fig.data) == ["A", "B"]
-    assert fig.layout.dragmode == "lasso"
+    assert fig.layout.dragmode == "pan"  # a click selects (opens) a point only outside lasso mode
     keys = {(str(a), int(b)) for t in fig.data for a, b in t.customdata}
     assert len(keys) == 50
 
 
-def test_zoom_events() -> None:
-    view = View(0, 8, 0, 4)
+def test_zoom_and_selection_events() -> None:
     box = {"selection": {"points": [], "box": [{"x": [6, 2], "y": [1, 3]}], "lasso": []}}
-    assert zoom_target(box, view) == View(2, 6, 1, 3)
-    click = {"selection": {"points": [{"customdata": [2.0, 1.0]}], "box": [], "lasso": []}}
-    assert zoom_target(click, view) == View(1, 3, 0.5, 1.5)
-    assert zoom_target({"selection": {"points": [], "box": [], "lasso": []}}, view) is None
+    assert zoom_target(box) == View(2, 6, 1, 3)
+    assert zoom_target({"selection": {"points": [], "box": [], "lasso": []}}) is None
     lasso = {"selection": {"points": [{"customdata": ["A", 3]}, {"customdata": ["B", 4]}],
                            "box": [], "lasso": [{"x": [0], "y": [0]}]}}  # fmt: skip
     assert selected(lasso) == ([("A", 3), ("B", 4)], True)
+    # numeric customdata arrives from the browser as {'0': …, '1': …}
+    click = {"selection": {"points": [{"customdata": {"1": 7, "0": "A"}}], "box": [], "lasso": []}}
+    assert selected(click) == ([("A", 7)], False)

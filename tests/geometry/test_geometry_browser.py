@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from streamlit_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve
+from streamlit_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, lasso, serve
 
 from core.geometry.config import GeometryConfig
 from core.geometry.stage import compute_geometry
@@ -49,20 +49,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, make_atlas: Any) -> Iterato
         yield url
 
 
-def _lasso(page: Any) -> None:
-    """Drag a lasso around most of the plot area (the map's default drag mode)."""
-    area = page.locator("[data-testid='stPlotlyChart'] .nsewdrag").first
-    box = area.bounding_box()
-    assert box is not None
-    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
-    path = [(0.02, 0.02), (0.98, 0.02), (0.98, 0.98), (0.02, 0.98), (0.02, 0.05)]
-    page.mouse.move(x0 + w * path[0][0], y0 + h * path[0][1])
-    page.mouse.down()
-    for fx, fy in path[1:]:
-        page.mouse.move(x0 + w * fx, y0 + h * fy, steps=8)
-    page.mouse.up()
-
-
 def test_map_lasso_to_set_and_lobes_page(server: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -81,13 +67,13 @@ def test_map_lasso_to_set_and_lobes_page(server: str) -> None:
         page.wait_for_timeout(1500)  # WebGL paints after the chart mounts
         page.screenshot(path=str(ARTIFACTS / "map.png"))
 
-        _lasso(page)
+        lasso(page)
         expect(page.get_by_text("features selected")).to_be_visible()
         n = int(page.get_by_text("features selected").inner_text().split()[0].replace(",", ""))
         assert n > 100  # most of the 200 points of the joint layout
         page.get_by_label("New set name").fill("map picks")
         page.get_by_role("button", name="Add selection").click()
-        expect(page.get_by_text(f"Added {n} features to “map picks”")).to_be_visible()
+        expect(page.get_by_text(f"Added {n:,} features to “map picks”")).to_be_visible()
 
         page.goto(f"{url}/sets?set=map+picks")  # the set holds exactly the lassoed features
         chosen = page.get_by_role("combobox", name="Feature set")

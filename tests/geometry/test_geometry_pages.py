@@ -89,7 +89,10 @@ def test_map_page_draws_density_beyond_the_point_limit_and_zooms(env: None) -> N
     at.select_slider(key="map-limit").set_value(100).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("200 in view, shown as their density" in c.value for c in at.caption)
-    assert at.button[0].disabled and at.button[1].disabled  # zoom out / whole map: at the whole map
+    assert at.button[1].disabled and at.button[2].disabled  # zoom out / whole map: at the whole map
+    at.button[0].click().run()  # zoom in: half the width around the centre
+    assert not at.exception and not at.button[1].disabled
+    assert any(c.value.startswith("200 features · ") and " in view" in c.value for c in at.caption)
 
 
 def test_map_coordinates_cover_every_feature_of_the_layout(atlas: Path) -> None:

@@ -1,0 +1,1 @@
+"""A synthetic atlas in the real schema, for benchmarks and browser tests (see atlas.generate)."""

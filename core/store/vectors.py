@@ -10,9 +10,9 @@ Layout: `<atlas>.vectors/manifest.json` and one HNSW graph per SAE, `<sae>.usear
 feature index, holding the embedding of the explanation the atlas shows for that feature (the
 same pick as the Features table). One index per SAE keeps a search restricted to some SAEs exact
 in what it may return, and the global top k is the merge of the per-SAE top k.
-The manifest's `stamp` equals the one stored in the atlas (`vector_index` table); an index
-whose stamp differs (an atlas committed again without it) is not used and search falls back to
-the exact scan.
+The manifest's `stamp` (a digest of every SAE's keys and vectors) equals the one stored in the
+atlas (`vector_index` table); an index whose stamp differs (one of other vectors, e.g. left by a
+crash between the two renames) is not used and search falls back to the exact scan.
 
 Costs (F features with an embedding, d = 384): building O(F log F · d) (HNSW inserts, all cores;
 ~20–30 s per 65k on 2 cores; an SAE whose vectors did not change since the last commit keeps
@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,11 +93,9 @@ def _embedded_saes(con: Cursor) -> list[str]:
 
 
 def _record(con: Cursor, stamp: str | None, detail: dict[str, Any]) -> None:
-    con.execute(
-        "CREATE OR REPLACE TABLE vector_index (stamp VARCHAR, created TIMESTAMP, detail JSON)"
-    )
+    con.execute("CREATE OR REPLACE TABLE vector_index (stamp VARCHAR, detail JSON)")
     if stamp is not None:
-        con.execute("INSERT INTO vector_index VALUES (?, now(), ?)", [stamp, json.dumps(detail)])
+        con.execute("INSERT INTO vector_index VALUES (?, ?)", [stamp, json.dumps(detail)])
 
 
 def prepare(con: Cursor, atlas: Path) -> dict[str, Any]:
@@ -131,8 +128,11 @@ def prepare(con: Cursor, atlas: Path) -> dict[str, Any]:
         if len(keys):
             index.add(keys, vecs)
         index.save(str(target))
-    stamp = uuid.uuid4().hex
-    detail = {"library": "usearch", "metric": "cos", "dtype": "f16", "saes": files}
+    detail = {"library": "usearch", "metric": "cos", "dtype": "f16", "saes": files,
+              "connectivity": CONNECTIVITY, "expansion_add": EXPANSION_ADD}  # fmt: skip
+    # the stamp is the content's digest: the same vectors give the same stamp (two builds of
+    # one config give identical atlases), and an index of other vectors never matches
+    stamp = hashlib.sha1(json.dumps(detail, sort_keys=True).encode()).hexdigest()
     (staging / "manifest.json").write_text(json.dumps({"stamp": stamp, **detail}, indent=1))
     _record(con, stamp, detail)
     return {"vectors": sum(f["n"] for f in files.values())}

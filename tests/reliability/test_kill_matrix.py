@@ -61,4 +61,8 @@ def test_killed_at_every_stage_boundary_resumes_to_the_same_atlas(tmp_path: Path
     assert "geometry: done earlier, skipped" in res.stderr
     assert not tmp_of(got).exists()
     assert_same_atlas(got, want)
-    assert sorted(p.name.split("-")[0] for p in got.parent.iterdir()) == ["acts", "atlas.duckdb"]
+    assert sorted(p.name.split("-")[0] for p in got.parent.iterdir()) == [
+        "acts",
+        "atlas.duckdb",
+        "atlas.duckdb.vectors",  # the atlas, its activations and index
+    ]

@@ -113,4 +113,8 @@ def test_a_killed_build_is_not_resumed_with_another_corpus(tmp_path: Path) -> No
     assert "enfants" in text and "river" not in text  # an atlas of the corpus asked for
     assert spec == str(tmp_path / "b.txt")
     # one run's side files: the killed run's folders are gone, no .tmp, no work-*
-    assert sorted(p.name.split("-")[0] for p in out.parent.iterdir()) == ["acts", "atlas.duckdb"]
+    assert sorted(p.name.split("-")[0] for p in out.parent.iterdir()) == [
+        "acts",
+        "atlas.duckdb",
+        "atlas.duckdb.vectors",  # the atlas, its activations and index
+    ]

@@ -172,11 +172,11 @@ def main() -> None:
     if meaning:
         semantic_results(key, meaning, flt.sae_ids)
     digest = hashlib.sha1(repr((flt, sort, desc, size)).encode()).hexdigest()[:10]
-    page = int(st.session_state.get(f"page-{digest}") or 1)  # the widget is drawn below
-    rows, total = data.page_with_count(key, flt, sort, desc, size, (page - 1) * size)
+    total = data.page_with_count(key, flt, sort, desc, size, 0)[1]  # one scan: count + page 1
     st.caption(f"{total:,} features match · click a row to open it")
     slot = st.container()
-    st.pagination(max(1, math.ceil(total / size)), key=f"page-{digest}")
+    page = st.pagination(max(1, math.ceil(total / size)), key=f"page-{digest}")
+    rows = data.page_with_count(key, flt, sort, desc, size, (page - 1) * size)[0]  # cached
     nonce = st.session_state.setdefault("features-nonce", 0)
     with slot:
         clicked = table(rows, f"table-{digest}-{page}-{nonce}")

@@ -175,37 +175,9 @@ def vector_index(key: str) -> vectors.VectorIndex | None:
 # ---- one feature -------------------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=256)
 def feature_page(key: str, sae_id: str, feature: int) -> dict[str, Any] | None:
+    """Everything one feature's page shows (core.store.feature_sql.feature_page): one read."""
     with cursor(key) as cur:
         return feature_sql.feature_page(cur, sae_id, feature)
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def feature_explanations(key: str, sae_id: str, feature: int) -> pd.DataFrame:
-    """Every explanation of one feature with its scores (empty without an explanations table)."""
-    with cursor(key) as cur:
-        if not q.has_table(cur, "explanations"):
-            return pd.DataFrame()
-        return explain_sql.feature_explanations(cur, sae_id, feature)
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def cooccurring(key: str, sae_id: str, feature: int) -> pd.DataFrame:
-    """Features firing in the same windows, by phi (empty without the geometry stage)."""
-    with cursor(key) as cur:
-        return geometry_sql.cooccurring(cur, sae_id, feature)
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def feature_flow(key: str, sae_id: str, feature: int) -> dict[str, pd.DataFrame] | None:
-    """{'class', 'predecessors', 'successors'} of one feature, or None without the flow stage."""
-    with cursor(key) as cur:
-        if not q.has_table(cur, "flow_edges"):
-            return None
-        return {
-            "class": flow_sql.feature_class(cur, sae_id, feature),
-            "predecessors": flow_sql.predecessors(cur, sae_id, feature),
-            "successors": flow_sql.successors(cur, sae_id, feature),
-        }
 
 
 # ---- flow --------------------------------------------------------------------------------------

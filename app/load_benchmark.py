@@ -34,6 +34,8 @@ from streamlit.proto.WidgetStates_pb2 import WidgetState
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
+from core.steering.page_load import summary
+
 PAGES = [  # (url path, query, text the page's title holds)
     ("overview", {}, "Overview"),
     ("features", {}, "Features"),
@@ -155,14 +157,6 @@ def start_server(atlas: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.3)
     proc.terminate()
     raise TimeoutError(f"the app did not start; see {log}")
-
-
-def summary(name: str, times: list[float]) -> str:
-    if len(times) < 2:
-        return f"{name}: n={len(times)}"
-    p95 = statistics.quantiles(times, n=20, method="inclusive")[18]
-    return (f"{name:28s} n={len(times):4d}  p50 {statistics.median(times):6.2f}s  "
-            f"p95 {p95:6.2f}s  max {max(times):6.2f}s")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -182,10 +182,9 @@ def neighbours_section(nb: pd.DataFrame, sae_id: str) -> None:
         c[1].html(render.token_chips(_as_list(r.top_tokens)[:4]))
 
 
-def cooccurring_section(key: str, sae_id: str, feature: int) -> None:
+def cooccurring_section(co: pd.DataFrame, sae_id: str) -> None:
     st.markdown("#### Co-occurring features")
     st.caption("fire in the same token windows (phi coefficient)")
-    co = data.cooccurring(key, sae_id, feature)
     if co.empty:
         st.caption("No co-occurrence data for this feature.")
         return
@@ -199,15 +198,14 @@ def cooccurring_section(key: str, sae_id: str, feature: int) -> None:
         c[1].html(render.token_chips(_as_list(r.top_tokens)[:4]))
 
 
-def flow_section(key: str, sae_id: str, feature: int) -> None:
+def flow_section(flow: dict[str, pd.DataFrame] | None, sae_id: str, feature: int) -> None:
     """Class, best predecessor per kind and best successor; links to Flow and Steering."""
     st.markdown("#### Flow across layers")
-    flow = data.feature_flow(key, sae_id, feature)
     if flow is None:
         st.caption("This atlas has no flow stage.")
         return
     cls, pred, succ = flow["class"], flow["predecessors"], flow["successors"]
-    if not cls.empty and cls["flow_class"].iloc[0] is not None:
+    if not cls.empty and pd.notna(cls["flow_class"].iloc[0]):
         st.markdown(f"class: **{html.escape(str(cls['flow_class'].iloc[0]))}**")
     for title, df, side in (("from", pred, "src"), ("to", succ, "dst")):
         for r in df[df["rank"] == 1].itertuples():
@@ -246,9 +244,8 @@ EXPLANATION_COLUMNS = {
 }
 
 
-def explanations_section(key: str, sae_id: str, feature: int) -> None:
+def explanations_section(ex: pd.DataFrame) -> None:
     """Every explanation of the feature (explainer, model, prompt) with its scores."""
-    ex = data.feature_explanations(key, sae_id, feature)
     if ex.empty:
         return
     with st.expander(f"All explanations ({len(ex)}) and their scores", expanded=len(ex) > 1):
@@ -263,7 +260,7 @@ def feature_view(key: str, sae_id: str, feature: int) -> None:
         return
     row, sae = page["row"], page["sae"]
     header(row, sae)
-    explanations_section(key, sae_id, feature)
+    explanations_section(page["explanations"])
     stats(row)
     left, right = st.columns([3, 2], gap="large")
     with left:
@@ -272,8 +269,8 @@ def feature_view(key: str, sae_id: str, feature: int) -> None:
         histogram_chart(page["histogram"])
         logits_section(page["logits"])
         neighbours_section(page["neighbours"], sae_id)
-        cooccurring_section(key, sae_id, feature)
-        flow_section(key, sae_id, feature)
+        cooccurring_section(page["cooccurring"], sae_id)
+        flow_section(page["flow"], sae_id, feature)
         st.markdown("#### Add to a feature set")
         ws = state.workspace()
         inside = ws.sets_containing(sae_id, feature)

@@ -58,8 +58,7 @@ def feature_page(cur: Cursor, rng: random.Random) -> None:
     saes = overview_sql.sae_table(cur)
     row = saes.iloc[rng.randrange(len(saes))]
     sae_id, feature = str(row["sae_id"]), rng.randrange(int(row["d_sae"]))
-    feature_sql.feature_page(cur, sae_id, feature)
-    geometry_sql.cooccurring(cur, sae_id, feature)
+    feature_sql.feature_page(cur, sae_id, feature)  # every panel, co-occurrence and flow too
 
 
 def map_page(cur: Cursor, rng: random.Random) -> None:
@@ -157,6 +156,9 @@ def measure(
 
 
 def summary(name: str, times: list[float]) -> str:
+    """One line: n, p50, p95 and max of latencies in seconds."""
+    if len(times) < 2:
+        return f"{name}: n={len(times)}"
     cuts = statistics.quantiles(times, n=20, method="inclusive")
     return (f"{name:34s} n={len(times):4d}  p50 {statistics.median(times):6.2f}s  "
             f"p95 {cuts[18]:6.2f}s  max {max(times):6.2f}s")  # fmt: skip

@@ -8,19 +8,39 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from core.store import explain_sql, feature_cards, flow_sql, geometry_sql
 from core.store import feature_rows as rows_sql
 from core.store.db import Cursor, first, frame
 from core.store.queries import (
     atlas_identity,
     feature_row,
     feature_source,
+    has_table,
     records,
     sae_feature_info,
 )
 
 
 def feature_page(cur: Cursor, sae_id: str, feature: int) -> dict[str, Any] | None:
-    """Everything the feature page shows, or None when the SAE or feature does not exist."""
+    """Everything the feature page shows, or None when the SAE or feature does not exist:
+    row, sae, examples, histogram, logits, neighbours, explanations, cooccurring and flow
+    ({'class', 'predecessors', 'successors'}, None for an atlas without the flow stage).
+    One index probe of its card (core.store.feature_cards), else a query per table."""
+    ranks = feature_cards.card_ranks(cur)
+    if ranks is None:
+        return _page_from_tables(cur, sae_id, feature)
+    card = feature_cards.read(cur, ranks, sae_id, feature)
+    if card is None:
+        return None
+    flow = ("flow_class", "predecessors", "successors")
+    return {
+        **{k: v for k, v in card.items() if k not in flow},
+        "sae": sae_info(cur, sae_id),
+        "flow": {"class": card["flow_class"], **{k: card[k] for k in flow[1:]}},
+    }
+
+
+def _page_from_tables(cur: Cursor, sae_id: str, feature: int) -> dict[str, Any] | None:
     row = feature_row(cur, sae_id, feature)
     if row is None:
         return None
@@ -31,6 +51,17 @@ def feature_page(cur: Cursor, sae_id: str, feature: int) -> dict[str, Any] | Non
         "histogram": histogram(cur, sae_id, feature),
         "logits": logits(cur, sae_id, feature),
         "neighbours": neighbours(cur, sae_id, feature),
+        "explanations": explain_sql.feature_explanations(cur, sae_id, feature)
+        if has_table(cur, "explanations")
+        else pd.DataFrame(),
+        "cooccurring": geometry_sql.cooccurring(cur, sae_id, feature),
+        "flow": {
+            "class": flow_sql.feature_class(cur, sae_id, feature),
+            "predecessors": flow_sql.predecessors(cur, sae_id, feature),
+            "successors": flow_sql.successors(cur, sae_id, feature),
+        }
+        if has_table(cur, "flow_edges")
+        else None,
     }
 
 

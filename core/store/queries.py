@@ -386,11 +386,12 @@ def records(df: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as dicts of plain Python values (NaN → None), lists kept as lists."""
     out = []
     for rec in df.to_dict(orient="records"):
-        out.append({str(k): _plain(v) for k, v in rec.items()})
+        out.append({str(k): plain(v) for k, v in rec.items()})
     return out
 
 
-def _plain(v: Any) -> Any:
+def plain(v: Any) -> Any:
+    """A plain Python value: numpy scalars and arrays unwrapped, NaN as None."""
     if hasattr(v, "tolist"):
         return v.tolist()
     if isinstance(v, float) and v != v:

@@ -5,6 +5,7 @@
   lowercased top tokens and explanation that substring search scans. A page, a sort, a count or
   a text search then reads one table: O(F) columnar scan at worst, O(page) for the default view
   (F = features in the atlas). Writing it costs one O(F log F) join-and-sort at commit.
+- `feature_cards` (core.store.feature_cards): everything one feature's page shows, in one row.
 - the vector index beside the atlas (`core.store.vectors`): semantic search in O(log F).
 
 The writer drops `feature_rows` when it opens an atlas (stages between open and commit see
@@ -16,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.store import feature_sql, flow_sql, vectors
+from core.store import feature_cards, feature_sql, flow_sql, vectors
 from core.store import queries as q
 from core.store.db import Cursor, ident
 from core.store.feature_rows import ROW_KEY, SAE_SHIFT
@@ -27,6 +28,8 @@ SEARCH_SEPARATOR = chr(31)
 
 
 def drop_feature_rows(con: Cursor) -> None:
+    """Drop what commit derives from the other tables (feature_rows and the cards)."""
+    feature_cards.drop(con)
     con.execute(f"DROP TABLE IF EXISTS {FEATURE_ROWS}")
 
 
@@ -112,8 +115,9 @@ def prepare(con: Cursor, atlas: Path) -> dict[str, Any]:
     flow_sql.cluster_edges(con)
     feature_sql.fill_token_ids(con)
     clustered = cluster_lookup_tables(con)
+    n_cards = feature_cards.write(con)
     detail = vectors.prepare(con, atlas)
-    return {"feature_rows": n_rows, "clustered": clustered, **detail}
+    return {"feature_rows": n_rows, "clustered": clustered, "feature_cards": n_cards, **detail}
 
 
 def publish(atlas: Path) -> None:

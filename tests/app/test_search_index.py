@@ -1,17 +1,20 @@
 """The search indexes a committed atlas carries: `feature_rows` answers exactly as the joined
-feature rows do, and the vector index finds what the exact embedding scan finds."""
+feature rows do, a feature's card holds exactly what its page reads from the tables, and the
+vector index finds what the exact embedding scan finds."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
 from core.explain.embeddings import embed_query
-from core.store import explain_sql, search_index, vectors
+from core.store import explain_sql, feature_cards, feature_sql, search_index, vectors
 from core.store import queries as q
 from core.store.atlas import AtlasWriter
 
@@ -107,3 +110,47 @@ def test_a_stale_or_missing_index_is_not_used(copy: Path, tiny_atlas: Path) -> N
     assert not (copy.parent / "atlas.duckdb.vectors.tmp").exists()
     shutil.rmtree(vectors.vectors_dir(copy))
     assert vectors.VectorIndex.open(copy, new) is None
+
+
+def _plain(part: Any) -> Any:
+    """A page part as plain values: frames as (columns, rows) with NULL/NaN as None and list
+    cells as lists (a card and a table query may type one column differently: str vs object)."""
+    if isinstance(part, dict):
+        return {k: _plain(v) for k, v in part.items()}
+    if not isinstance(part, pd.DataFrame):
+        return part
+
+    def cell(v: Any) -> Any:
+        if isinstance(v, (list, np.ndarray)):
+            return [cell(x) for x in v]
+        return None if pd.isna(v) else v
+
+    rows = [[cell(v) for v in r] for r in part.astype(object).itertuples(index=False)]
+    return list(part.columns), rows
+
+
+def test_feature_cards_hold_what_the_tables_give(copy: Path) -> None:
+    con = duckdb.connect(str(copy))
+    keys = con.execute(  # live and dead features of every SAE, the first and last of each
+        "SELECT sae_id, feature FROM feature_rows WHERE feature % 11 = 0 OR feature IN "
+        "(0, (SELECT max(feature) FROM feature_rows)) OR n_fire = 0 ORDER BY ALL LIMIT 120"
+    ).fetchall()
+    keys += [("nope", 1), (keys[0][0], 10**6), (keys[0][0], -1)]
+    assert feature_cards.card_ranks(con) is not None  # the commit wrote the cards
+    fast = [feature_sql.feature_page(con, s, f) for s, f in keys]
+    feature_cards.drop(con)
+    feature_cards._RANKS.clear()
+    assert feature_cards.card_ranks(con) is None
+    slow = [feature_sql.feature_page(con, s, f) for s, f in keys]
+    assert sum(p is None for p in fast) == 3 and len(fast) > 40
+    for key, a, b in zip(keys, fast, slow, strict=True):
+        assert (a is None) == (b is None), key
+        if a is not None and b is not None:
+            assert a.keys() == b.keys()
+            for part in a:
+                assert _plain(a[part]) == _plain(b[part]), (key, part)
+    pages = [p for p in fast if p is not None]
+    sizes = [[len(p[k]) for p in pages] for k in ("examples", "logits", "cooccurring")]
+    sizes += [[len(p["flow"][k]) for p in pages] for k in ("class", "predecessors", "successors")]
+    assert min(map(max, sizes)) > 0 and min(map(min, sizes)) == 0  # full and empty panels
+    con.close()

@@ -24,6 +24,7 @@ RAY = RayConfig(enabled=True, actors=2, threads=1, num_cpus=2)
 SKIP_TABLES = {"runs", "stages"}
 SKIP_TYPES = ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE")
 SKIP_COLUMNS = {"run_id", "weights_path", "train_log"}  # run ids and folders; wall seconds
+SKIP_COLUMNS |= {"explanations"}  # feature_cards: each explanation with its `created` time
 
 
 def _ray_cfg(out: Path) -> BuildConfig:

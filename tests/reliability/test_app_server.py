@@ -76,3 +76,16 @@ def test_app_binds_locally_and_stops_on_a_signal(
         for child in children:
             if child.is_running():
                 child.kill()
+
+
+def test_the_server_skips_work_that_stalls_every_session() -> None:
+    """Streamlit's config as the app server reads it (its working directory is the repo root):
+    no full garbage collection after each script run and no source watching. Under load they
+    took most of the server's CPU while holding the GIL (README, Benchmarks)."""
+    code = (
+        "from streamlit import config; config.get_config_options(force_reparse=True); "
+        "print(config.get_option('runner.postScriptGC'), config.get_option('server.fileWatcherType'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "none"]

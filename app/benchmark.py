@@ -136,7 +136,7 @@ def report(name: str, ms: np.ndarray) -> None:
 def recall_at(b: Bench, queries: list[str], k: int = 50) -> tuple[float, float]:
     """(tie-aware, strict) mean recall@k of the index over `queries` against the exact scan."""
     assert b.index is not None
-    per_sae = {s: vectors._shown_embeddings(b.cur, s) for s in b.index.indexes}
+    per_sae = {s: vectors.shown_embeddings(b.cur, s) for s in b.index.indexes}
     keys = [(s, int(f)) for s, (fs, _) in per_sae.items() for f in fs]
     mat = np.concatenate([v for _, v in per_sae.values()])  # (F, 384)
     tie, strict = [], []

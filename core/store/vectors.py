@@ -62,7 +62,7 @@ def _file_name(sae_id: str) -> str:
 
 
 # ---- writing (at commit) -----------------------------------------------------------------------
-def _shown_embeddings(con: Cursor, sae_id: str) -> tuple[np.ndarray, np.ndarray]:
+def shown_embeddings(con: Cursor, sae_id: str) -> tuple[np.ndarray, np.ndarray]:
     """(features (n,), embeddings (n, 384) float32) of the explanation shown for each feature
     of one SAE, where it has an embedding. O(F_sae) memory: one SAE at a time."""
     df = frame(
@@ -113,7 +113,7 @@ def prepare(con: Cursor, atlas: Path) -> dict[str, Any]:
     files: dict[str, dict[str, Any]] = {}
     published = _published(atlas)
     for sae_id in saes:
-        keys, vecs = _shown_embeddings(con, sae_id)
+        keys, vecs = shown_embeddings(con, sae_id)
         digest = hashlib.sha1(keys.tobytes() + vecs.tobytes()).hexdigest()
         files[sae_id] = {"file": _file_name(sae_id), "n": int(len(keys)), "sha1": digest}
         target = staging / _file_name(sae_id)

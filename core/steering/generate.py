@@ -8,6 +8,7 @@ same whether or not anything is steered.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Generator
@@ -162,13 +163,21 @@ class _Run:
             gen = torch.full_like(x, generated, dtype=torch.bool)
             mask = StepMask(self.rows, gen, torch.isin(x, self.special))
             self.steerer.set_step(mask, self.dtype)
-        out = self.model(input_ids=x, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
-        self.cache = out.past_key_values
+        kv = {_cache_arg(self.model): self.cache}
+        out = self.model(input_ids=x, use_cache=True, logits_to_keep=1, **kv)
+        self.cache = out.get("cache", out.get("past_key_values"))
         return out.logits[:, -1]
 
     def texts(self) -> tuple[str, str]:
         a, b = (str(self.tok.decode(i, skip_special_tokens=True)) for i in self.ids)
         return a, b
+
+
+def _cache_arg(model: torch.nn.Module) -> str:
+    """The forward's KV-cache argument: `cache` from transformers 5.2x on, `past_key_values`
+    (deprecated there, removed in 5.40) before."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def check_budget(model: torch.nn.Module, n_prompt: int, n_new: int) -> None:

@@ -27,7 +27,7 @@ from core.store.db import Cursor, ident
 from core.store.feature_rows import ROW_KEY, SAE_SHIFT, sae_ranks
 
 FEATURE_CARDS = "feature_cards"
-SEARCH_COLUMN = "search_text"
+ROWS = q.FEATURE_ROWS
 
 
 def _struct(columns: str, alias: str = "") -> str:
@@ -58,11 +58,11 @@ lg AS (SELECT feature, list({_struct("sign, rank, token_id, token_str, value")}
        FROM logits WHERE sae_id = $s GROUP BY ALL),
 nb AS (SELECT n.feature, list({_struct("rank, neighbour, cosine, o.density, o.max_act, o.top_tokens", "n")}
            ORDER BY n.rank) AS neighbours
-       FROM neighbours n LEFT JOIN feature_rows o ON o.{ROW_KEY} = $base + n.neighbour
+       FROM neighbours n LEFT JOIN {ROWS} o ON o.{ROW_KEY} = $base + n.neighbour
        WHERE n.sae_id = $s GROUP BY ALL),
 co AS (SELECT c.feature, list({_struct("rank, other, phi, jaccard, n11, o.top_tokens", "c")}
            ORDER BY c.rank) AS cooccurring
-       FROM cooccurrence c LEFT JOIN feature_rows o ON o.{ROW_KEY} = $base + c.other
+       FROM cooccurrence c LEFT JOIN {ROWS} o ON o.{ROW_KEY} = $base + c.other
        WHERE c.sae_id = $s GROUP BY ALL),
 xp AS (SELECT feature, list({_struct(_EXPLANATION_COLS)} ORDER BY explanation IS NULL,
            coalesce(detection, embedding_auroc) DESC NULLS LAST, created DESC) AS explanations
@@ -71,11 +71,11 @@ pr AS (SELECT dst_feature AS feature, list({_struct(_EDGE_COLS)} ORDER BY kind, 
        FROM flow_edges WHERE direction = 'back' AND dst_sae = $s GROUP BY ALL),
 su AS (SELECT src_feature AS feature, list({_struct(_EDGE_COLS)} ORDER BY kind, rank) AS edges
        FROM flow_edges WHERE direction = 'fwd' AND src_sae = $s GROUP BY ALL)
-SELECT x.* EXCLUDE ({SEARCH_COLUMN}), h.edges AS histogram_edges, h.counts AS histogram_counts,
+SELECT x.* EXCLUDE ({q.SEARCH_COLUMN}), h.edges AS histogram_edges, h.counts AS histogram_counts,
        ex.examples, lg.logits, nb.neighbours, co.cooccurring, xp.explanations,
        CASE WHEN fc.feature IS NOT NULL THEN fc END AS flow, pr.edges AS predecessors,
        su.edges AS successors
-FROM feature_rows x
+FROM {ROWS} x
 LEFT JOIN histograms h ON h.sae_id = $s AND h.feature = x.feature
 LEFT JOIN flow_classes fc ON fc.sae_id = $s AND fc.feature = x.feature
 {" ".join(f"LEFT JOIN {t} ON {t}.feature = x.feature" for t in ("ex", "lg", "nb", "co", "xp", "pr", "su"))}
@@ -92,7 +92,7 @@ def write(con: Cursor) -> int:
     """(Re)write every feature's card from feature_rows and the (clustered) lookup tables, one
     SAE at a time in key order, then index it. Returns the number of cards."""
     drop(con)
-    ranks = sorted(sae_ranks(con, "feature_rows"), key=lambda r: r[1])
+    ranks = sorted(sae_ranks(con, ROWS), key=lambda r: r[1])
     t = ident(FEATURE_CARDS)
     con.execute(f"CREATE TABLE {t} AS SELECT * FROM ({_CARDS}) LIMIT 0", {"s": "", "base": -1})
     for sae_id, rank in ranks:

@@ -25,6 +25,7 @@ from core.geometry.density import MapPoints, View
 from core.model.loading import ModelLoadError, load_tokenizer
 from core.store import explain_sql, feature_sql, flow_sql, geometry_sql, overview_sql, vectors
 from core.store import queries as q
+from core.store.atlas import prefetch
 
 C = TypeVar("C")
 
@@ -234,6 +235,17 @@ def warm_map() -> threading.Thread:
     """Compile datashader's kernels in the background once per server (the first session
     starts it; see core.geometry.density.warm_up)."""
     thread = threading.Thread(target=density.warm_up, name="warm-datashader", daemon=True)
+    thread.start()
+    return thread
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def warm_atlas(key: str) -> threading.Thread:
+    """Read the atlas into the OS page cache in the background, once per atlas (see
+    core.store.atlas.prefetch): the first feature pages then do not wait on the disk."""
+    thread = threading.Thread(
+        target=prefetch, args=(atlas_file(key),), name="warm-atlas", daemon=True
+    )
     thread.start()
     return thread
 

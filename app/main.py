@@ -50,5 +50,6 @@ if problem:
         [st.Page(state.no_atlas_page, title="No atlas", icon=":material/build:", url_path="setup")]
     )
 else:
+    data.warm_atlas(str(state.atlas_key()))  # the atlas file into the OS page cache, once
     page = st.navigation(PAGES)
 page.run()

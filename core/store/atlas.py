@@ -166,3 +166,28 @@ class AtlasWriter:
             self.con.close()
         except duckdb.Error:
             pass
+
+
+PREFETCH_CHUNK = 16 << 20
+PREFETCH_SHARE = 0.5
+"""Prefetch only an atlas smaller than this share of the memory the OS has available."""
+
+
+def prefetch(path: Path) -> int:
+    """Read the atlas file once, sequentially, so the OS holds it in its page cache: a page's
+    random reads (a feature's card, a lookup) then come from memory, not disk. At 1M features a
+    cold cache made the feature page's p95 80–125 ms; after this 22 ms (the read took 15 s for
+    4.9 GB). Skipped for a file larger than PREFETCH_SHARE of available memory. Returns the
+    bytes read. O(file size) I/O, O(1) memory; meant for a background thread."""
+    try:
+        size = path.stat().st_size
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+    if size > PREFETCH_SHARE * free:
+        return 0
+    done, buf = 0, bytearray(PREFETCH_CHUNK)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):  # the read releases the GIL
+            done += n
+    return done

@@ -8,7 +8,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from core.store.atlas import Atlas, AtlasError
+from core.store import atlas as atlas_mod
+from core.store.atlas import Atlas, AtlasError, prefetch
 from tests.reliability.atlas_files import copy_atlas, listing, runs_only_db
 
 
@@ -81,3 +82,16 @@ def test_a_newer_schema_is_refused(tiny_atlas: Path, tmp_path: Path) -> None:
     con.close()
     with pytest.raises(AtlasError, match=r"schema version 99; this SAE Atlas reads up to 1"):
         Atlas(atlas)
+
+
+def test_prefetch_reads_the_whole_file_or_skips_one_too_large(
+    tiny_atlas: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app's warm-up reads the atlas once (into the OS page cache), unless it is larger
+    than its share of the available memory; a missing file is no error."""
+    size = tiny_atlas.stat().st_size
+    monkeypatch.setattr(atlas_mod, "PREFETCH_CHUNK", 65_537)  # many chunks, the last one short
+    assert prefetch(tiny_atlas) == size
+    monkeypatch.setattr(atlas_mod, "PREFETCH_SHARE", size / 2**50)
+    assert prefetch(tiny_atlas) == 0
+    assert prefetch(tiny_atlas.parent / "missing.duckdb") == 0
